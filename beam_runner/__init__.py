@@ -1,0 +1,1 @@
+"""Apache Beam pipeline options for the runners the pipelines' Beam stages run on."""

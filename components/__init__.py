@@ -1,0 +1,1 @@
+"""Custom TFX components for what the stock ones do not cover."""

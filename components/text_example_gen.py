@@ -1,0 +1,272 @@
+"""TextLineExampleGen: a FileBasedExampleGen for line-oriented raw text formats (UCI CSV, ratings files).
+
+Stock CsvExampleGen needs a header row and a single-character separator, and drops the line number of a
+bad row. This component reads each split's files line by line in Beam (plain or compressed, any Beam
+file system), hands every line to a *line parser* named by module path, and writes gzipped TFRecords of
+tf.Examples exactly like the stock ExampleGens, so the rest of TFX takes them as they are.
+
+A line parser is `parse(line: str) -> dict | None`: None skips the line (blank, comment, header), a dict
+maps feature name to an int, float, str, bytes, a list of one of those, or None (missing: the feature is
+left out of the tf.Example), and `ValueError` marks the line malformed with its message.
+
+Malformed rows are never dropped silently. Per split, the executor counts them, writes
+`malformed_rows-<split>.json` (count, fraction, and the first `MAX_REPORTED` rows with file, line number,
+reason and text) into the Examples artifact, logs the same, and fails the run when the malformed
+fraction exceeds `max_malformed_fraction` (default 0.001, i.e. 0.1%: a few broken lines in a large
+export are tolerated and reported; more means the file is not in the expected format). A split with no
+valid row always fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from apache_beam.io.filesystems import FileSystems
+from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+DEFAULT_MAX_MALFORMED_FRACTION = 0.001
+MAX_REPORTED = 10
+REPORT_DIR_KEY = '_malformed_report_dir'
+_MALFORMED = 'malformed'
+
+
+class MalformedRowsError(ValueError):
+  """Too many rows of a split could not be parsed."""
+
+
+def import_callable(path: str) -> Callable[..., Any]:
+  """Imports `package.module.attr` (without reloading the module, unlike TFX's importer).
+
+  Raises:
+    ImportError: the path is not of that form, or the module or attribute does not exist.
+  """
+  module, _, name = path.rpartition('.')
+  if not module:
+    raise ImportError(f'{path!r} is not a module path of the form package.module.function')
+  try:
+    return getattr(importlib.import_module(module), name)
+  except AttributeError:
+    raise ImportError(f'module {module!r} has no attribute {name!r}') from None
+
+
+def to_example(row: Dict[str, Any]) -> tf.train.Example:
+  """Converts {name: value} (int, float, str, bytes, a list of one of them, or None) to a tf.Example.
+
+  Raises:
+    ValueError: a value has another type.
+  """
+  example = tf.train.Example()
+  for name, value in row.items():
+    if value is None:
+      continue
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values:
+      continue
+    feature = example.features.feature[name]
+    first = values[0]
+    if isinstance(first, bool) or isinstance(first, int):
+      feature.int64_list.value.extend(values)
+    elif isinstance(first, float):
+      feature.float_list.value.extend(values)
+    elif isinstance(first, str):
+      feature.bytes_list.value.extend(v.encode('utf-8') for v in values)
+    elif isinstance(first, bytes):
+      feature.bytes_list.value.extend(values)
+    else:
+      raise ValueError(f'feature {name}: unsupported value type {type(first).__name__}')
+  return example
+
+
+def read_numbered_lines(path: str) -> Iterable[Tuple[str, int, bytes]]:
+  """Yields (path, 1-based line number, line bytes without the line ending) of a file.
+
+  Compression is detected from the file name (`.gz`, `.bz2`, ...); any Beam file system works.
+  """
+  with FileSystems.open(path) as f:
+    number = 0
+    while True:
+      line = f.readline()
+      if not line:
+        return
+      number += 1
+      yield path, number, line.rstrip(b'\r\n')
+
+
+class _ParseLine(beam.DoFn):
+  """Parses numbered lines; malformed ones go to the `malformed` output as (path, line, reason, text)."""
+
+  def __init__(self, line_parser: str):
+    self._line_parser = line_parser
+    self._parse = None
+
+  def setup(self):
+    self._parse = import_callable(self._line_parser)
+
+  def process(self, element):
+    path, number, raw = element
+    try:
+      text = raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+      yield beam.pvalue.TaggedOutput(_MALFORMED, (path, number, f'not UTF-8 ({e.reason})',
+                                                  raw.decode('utf-8', 'replace')))
+      return
+    try:
+      row = self._parse(text)
+      if row is not None:
+        yield to_example(row)
+    except ValueError as e:
+      yield beam.pvalue.TaggedOutput(_MALFORMED, (path, number, str(e), text))
+
+
+def _check_malformed(_, valid: int, malformed: int, first: List[Tuple[str, int, str, str]],
+                     split: str, pattern: str, threshold: float, report_dir: Optional[str]):
+  total = valid + malformed
+  fraction = malformed / total if total else 0.0
+  report = {
+      'split': split, 'pattern': pattern, 'valid_rows': valid, 'malformed_rows': malformed,
+      'malformed_fraction': fraction, 'max_malformed_fraction': threshold,
+      'first_malformed': [{'file': p, 'line': n, 'reason': r, 'text': t[:200]}
+                          for p, n, r, t in sorted(first)],
+  }
+  if report_dir:
+    with tf.io.gfile.GFile(os.path.join(report_dir, f'malformed_rows-{split}.json'), 'w') as f:
+      json.dump(report, f, indent=2)
+  listing = ''.join(f'\n  {p}:{n}: {r}: {t[:120]!r}' for p, n, r, t in sorted(first))
+  if malformed:
+    logging.warning('Split %s: %d of %d rows malformed (%.4f%%); first ones:%s', split, malformed,
+                    total, 100 * fraction, listing)
+  if valid == 0:
+    raise MalformedRowsError(f'split {split!r} ({pattern}): no valid row in {total} rows{listing}')
+  if fraction > threshold:
+    raise MalformedRowsError(
+        f'split {split!r} ({pattern}): {malformed} of {total} rows are malformed '
+        f'({100 * fraction:.3f}%, more than the allowed {100 * threshold:.3f}%); '
+        f'first {len(first)}:{listing}')
+
+
+def custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """The executor's settings: the Struct packed in FileBasedExampleGen's `custom_config`."""
+  value = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+  if not value:
+    return {}
+  config = example_gen_pb2.CustomConfig()
+  if isinstance(value, str):
+    proto_utils.json_to_proto(value, config)
+  else:
+    config.CopyFrom(value)
+  struct = struct_pb2.Struct()
+  config.custom_config.Unpack(struct)
+  return json_format.MessageToDict(struct)
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                        split_pattern: str) -> beam.pvalue.PCollection:
+  """Reads the files matching `split_pattern` under input_base into tf.Examples (see module doc)."""
+  config = custom_config(exec_properties)
+  input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+  pattern = os.path.join(input_base, split_pattern)
+  input_config = example_gen_pb2.Input()
+  proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+  split = next((s.name for s in input_config.splits if s.pattern == split_pattern), split_pattern)
+  paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+  if not paths:
+    raise FileNotFoundError(f'split {split!r}: no file matches {pattern}')
+  logging.info('Split %s: reading %s', split, ', '.join(paths))
+
+  parsed = (pipeline
+            | 'Files' >> beam.Create(paths)
+            | 'ReadLines' >> beam.FlatMap(read_numbered_lines)
+            | 'Spread' >> beam.Reshuffle()
+            | 'Parse' >> beam.ParDo(_ParseLine(config['line_parser'])).with_outputs(
+                _MALFORMED, main='examples'))
+  examples, malformed = parsed.examples, parsed[_MALFORMED]
+  valid_count = examples | 'CountValid' >> beam.combiners.Count.Globally()
+  malformed_count = malformed | 'CountMalformed' >> beam.combiners.Count.Globally()
+  first = malformed | 'FirstMalformed' >> beam.combiners.Top.Smallest(
+      MAX_REPORTED, key=lambda r: (r[0], r[1]))
+  _ = (pipeline
+       | 'CheckTrigger' >> beam.Create([None])
+       | 'CheckMalformed' >> beam.Map(
+           _check_malformed,
+           valid=beam.pvalue.AsSingleton(valid_count),
+           malformed=beam.pvalue.AsSingleton(malformed_count),
+           first=beam.pvalue.AsSingleton(first),
+           split=split, pattern=pattern,
+           threshold=float(config.get('max_malformed_fraction', DEFAULT_MAX_MALFORMED_FRACTION)),
+           report_dir=exec_properties.get(REPORT_DIR_KEY)))
+  return examples
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+  """Beam executor of TextLineExampleGen; see the module docstring."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    return _TextLinesToExample
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
+    exec_properties = dict(exec_properties, **{REPORT_DIR_KEY: examples.uri})
+    super().Do(input_dict, output_dict, exec_properties)
+    for name in tf.io.gfile.listdir(examples.uri):
+      if name.startswith('malformed_rows-') and name.endswith('.json'):
+        with tf.io.gfile.GFile(os.path.join(examples.uri, name)) as f:
+          report = json.load(f)
+        examples.set_int_custom_property(f'malformed_rows_{report["split"]}',
+                                         report['malformed_rows'])
+
+
+class TextLineExampleGen(FileBasedExampleGen):
+  """ExampleGen for line-oriented raw text: one line parser, one file pattern per split.
+
+  Example:
+    TextLineExampleGen(input_base='/data/census',
+                       splits={'train': 'adult.data.gz', 'eval': 'adult.test.gz'},
+                       line_parser='preprocessing.census.parse_line')
+
+  Outputs `examples`: standard Examples (gzipped TFRecords of tf.Example), one split per entry of
+  `splits`, with a `malformed_rows_<split>` custom property and `malformed_rows-<split>.json`.
+  """
+
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, input_base: str, splits: Dict[str, str], line_parser: str,
+               max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION):
+    """Args:
+      input_base: folder holding the raw files (any Beam file system).
+      splits: split name -> file pattern relative to `input_base` (e.g. `adult.data*`).
+      line_parser: module path of the line parser, e.g. `preprocessing.census.parse_line`.
+      max_malformed_fraction: the run fails when more than this fraction of a split's rows is
+        malformed (0 <= value < 1).
+
+    Raises:
+      ValueError: `splits` is empty or `max_malformed_fraction` is out of range.
+    """
+    if not splits:
+      raise ValueError('splits must name at least one split')
+    if not 0 <= max_malformed_fraction < 1:
+      raise ValueError(f'max_malformed_fraction must be in [0, 1), got {max_malformed_fraction}')
+    struct = struct_pb2.Struct()
+    struct.update({'line_parser': line_parser, 'max_malformed_fraction': max_malformed_fraction})
+    packed = any_pb2.Any()
+    packed.Pack(struct)
+    super().__init__(
+        input_base=input_base,
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name=name, pattern=pattern)
+            for name, pattern in splits.items()]),
+        custom_config=example_gen_pb2.CustomConfig(custom_config=packed))

@@ -1,0 +1,1 @@
+"""Keras models (one `KerasTask` per model family) and the shared distributed trainer."""

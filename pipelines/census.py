@@ -1,0 +1,43 @@
+"""Census income (UCI Adult): the seed's wide_deep model as a spec of the shared pipeline."""
+
+from __future__ import annotations
+
+import os
+
+import preprocessing
+from components.text_example_gen import TextLineExampleGen
+from pipelines import spec
+from preprocessing import census
+
+SCHEMA_FILE = os.path.join(os.path.dirname(preprocessing.__file__), 'schemas', 'census.pbtxt')
+
+
+def example_gen(input_base, patterns, max_malformed_fraction):
+  """Reads adult.data / adult.test in their raw UCI format (see preprocessing.census.parse_line)."""
+  return TextLineExampleGen(input_base=input_base, splits=patterns,
+                            line_parser='preprocessing.census.parse_line',
+                            max_malformed_fraction=max_malformed_fraction)
+
+
+SPEC = spec.register(spec.ModelSpec(
+    name='census',
+    dataset=census.DATASET,
+    example_gen=example_gen,
+    schema_file=SCHEMA_FILE,
+    preprocessing_fn='preprocessing.census.preprocessing_fn',
+    task='model_fns.census.CensusTask',
+    model_types=('wide_deep', 'wide', 'deep'),
+    # The plain-TFX workload of ../shared/docs/design.md: 2,000 steps of 256 (~16 epochs).
+    train_steps=2000,
+    batch_size=256,
+    evaluation=spec.EvalSpec(
+        label_key=census.LABEL_KEY,
+        metrics=('ExampleCount', 'BinaryAccuracy', 'AUC', 'Precision', 'Recall', 'Calibration',
+                 'CalibrationPlot', 'MeanLabel', 'MeanPrediction'),
+        # The seed's bar: accuracy > 0.83 (official/wide_deep README), and no regression.
+        thresholds=(spec.Threshold('binary_accuracy', lower_bound=0.83),),
+        slice_features=census.SLICE_FEATURES,
+        summary_metrics={'accuracy': 'binary_accuracy', 'auc': 'auc', 'precision': 'precision',
+                         'recall': 'recall', 'calibration': 'calibration',
+                         'example_count': 'example_count'}),
+    description='wide, deep and wide & deep classifiers of income > $50K on UCI Adult'))

@@ -1,0 +1,153 @@
+"""The one pipeline factory: any ModelSpec -> the full TFX pipeline.
+
+ExampleGen (the spec's raw-format reader) -> StatisticsGen -> ImportSchemaGen (the curated schema)
+-> ExampleValidator -> AnomaliesGate (stops the run on any anomaly) -> Transform (the spec's
+preprocessing_fn by module path) -> Trainer (the shared `model_fns.trainer.run_fn`) -> Resolver of
+the latest blessed model -> Evaluator (TFMA, blessing against the thresholds and the baseline) ->
+Pusher (only a blessed model). Caching is on by default.
+
+The same pipeline object runs under LocalDagRunner (the embedded default), the `tfx` CLI, Airflow and
+Kubeflow: only the runner changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Mapping, Optional
+
+from tfx import v1 as tfx
+
+from components.anomalies_gate import AnomaliesGate
+from components.text_example_gen import DEFAULT_MAX_MALFORMED_FRACTION
+from model_fns.trainer import TrainerConfig
+from pipelines.spec import ModelSpec
+
+RUN_FN = 'model_fns.trainer.run_fn'
+
+
+@dataclasses.dataclass
+class RunConfig:
+  """One run's settings; None takes the spec's default.
+
+  Attributes:
+    output_dir: holds everything a run writes (see the properties below).
+    model_type: one of the spec's model types.
+    train_steps, batch_size: training length and global batch size.
+    hparams: overrides of the task's hyperparameters.
+    distribution_strategy, num_gpus, tpu: tf.distribute strategy (model_fns.strategy).
+    beam_pipeline_args: for every Beam-based component (see beam_runner.options).
+    enable_cache: reuse the outputs of a component whose inputs and settings are unchanged.
+    max_malformed_fraction: ExampleGen fails when more of a split's rows are malformed.
+    transform_statistics: let Transform compute pre/post-transform statistics (slower).
+  """
+  output_dir: str
+  model_type: Optional[str] = None
+  train_steps: Optional[int] = None
+  batch_size: Optional[int] = None
+  hparams: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  distribution_strategy: str = 'default'
+  num_gpus: int = 0
+  tpu: Optional[str] = None
+  beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
+  enable_cache: bool = True
+  max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
+  transform_statistics: bool = False
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.output_dir, 'pipeline_root')
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output_dir, 'metadata.sqlite')
+
+  @property
+  def serving_model_dir(self) -> str:
+    return os.path.join(self.output_dir, 'serving_model')
+
+
+def split_patterns(split_files: Mapping[str, str]) -> Dict[str, Any]:
+  """{split: file} -> (input_base, {split: pattern relative to input_base})."""
+  paths = {split: os.path.abspath(path) for split, path in split_files.items()}
+  input_base = os.path.commonpath([os.path.dirname(p) for p in paths.values()])
+  return input_base, {split: os.path.relpath(p, input_base) for split, p in paths.items()}
+
+
+def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
+  """The shared trainer's settings for this spec and run; raises ValueError on a bad model type."""
+  model_type = config.model_type or spec.default_model_type
+  if model_type not in spec.model_types:
+    raise ValueError(f'unknown model type {model_type!r} for {spec.name}; expected one of '
+                     f'{", ".join(spec.model_types)}')
+  return TrainerConfig(task=spec.task, model_type=model_type, hparams=dict(config.hparams),
+                       batch_size=config.batch_size or spec.batch_size,
+                       distribution_strategy=config.distribution_strategy,
+                       num_gpus=config.num_gpus, tpu=config.tpu)
+
+
+def create_pipeline(spec: ModelSpec, config: RunConfig,
+                    split_files: Mapping[str, str]) -> tfx.dsl.Pipeline:
+  """Builds the TFX pipeline of `spec` for one run.
+
+  Args:
+    spec: the model.
+    config: the run's settings.
+    split_files: split name -> raw data file (already resolved and verified), e.g.
+      {'train': '.../adult.data.gz', 'eval': '.../adult.test.gz'}.
+
+  Returns:
+    A tfx.dsl.Pipeline named `spec.name`, rooted at `config.pipeline_root`, with SQLite ML Metadata
+    at `config.metadata_path`.
+
+  Raises:
+    ValueError: bad model type, or non-positive train steps or batch size.
+  """
+  train_steps = config.train_steps or spec.train_steps
+  if train_steps <= 0 or (config.batch_size is not None and config.batch_size <= 0):
+    raise ValueError('train_steps and batch_size must be positive')
+  input_base, patterns = split_patterns(split_files)
+
+  example_gen = spec.example_gen(input_base, patterns, config.max_malformed_fraction)
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+  anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
+      preprocessing_fn=spec.preprocessing_fn,
+      disable_statistics=not config.transform_statistics)
+  transform.add_upstream_node(anomalies_gate)
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+      eval_args=tfx.proto.EvalArgs(),
+      custom_config=trainer_config(spec, config).to_custom_config())
+  model_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('latest_blessed_model_resolver')
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+      baseline_model=model_resolver.outputs['model'],
+      eval_config=spec.evaluation.eval_config())
+  pusher = tfx.components.Pusher(
+      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.serving_model_dir)))
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=spec.name,
+      pipeline_root=config.pipeline_root,
+      components=[example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
+                  transform, trainer, model_resolver, evaluator, pusher],
+      enable_cache=config.enable_cache,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          config.metadata_path),
+      beam_pipeline_args=list(config.beam_pipeline_args))

@@ -1,0 +1,168 @@
+"""ModelSpec: everything that differs between two models' pipelines, and the registry of specs.
+
+A spec names its dataset, how ExampleGen reads the raw format, its curated schema, its
+`preprocessing_fn` and Keras task (by module path), its training defaults and its evaluation (TFMA
+metrics, slices and blessing thresholds). `pipelines.factory.create_pipeline` turns any spec into the
+full TFX pipeline; adding a model means adding a spec and its parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable, Dict, Mapping, Tuple
+
+import tensorflow_model_analysis as tfma
+from tfx.dsl.components.base import base_component
+
+from preprocessing import datasets
+
+# Modules that register specs when imported; `get` imports them on first use.
+SPEC_MODULES = ('pipelines.census',)
+
+# (input_base, {split: file pattern relative to input_base}, max_malformed_fraction) -> ExampleGen
+ExampleGenFactory = Callable[[str, Mapping[str, str], float], base_component.BaseComponent]
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+  """A blessing condition on one TFMA metric.
+
+  Attributes:
+    metric: TFMA metric name, e.g. `binary_accuracy`.
+    lower_bound: the candidate's value must be at least this.
+    no_regression: the candidate must also be no worse than the last blessed model (by more than
+      `regression_tolerance`); ignored on the first run, when there is no blessed model.
+    regression_tolerance: allowed absolute drop against the last blessed model (>= 0).
+  """
+  metric: str
+  lower_bound: float
+  no_regression: bool = True
+  regression_tolerance: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+  """TFMA evaluation of a model on the raw eval split, through its `serving_default` signature.
+
+  Attributes:
+    label_key: raw label feature (numeric).
+    metrics: TFMA / Keras metric class names, e.g. ('BinaryAccuracy', 'AUC').
+    thresholds: the blessing conditions.
+    slice_features: features to slice by, one slice spec each, besides the overall slice.
+    prediction_key: output of the signature that holds the prediction.
+    summary_metrics: run-summary key -> TFMA metric name, e.g. {'accuracy': 'binary_accuracy'}.
+  """
+  label_key: str
+  metrics: Tuple[str, ...]
+  thresholds: Tuple[Threshold, ...]
+  slice_features: Tuple[str, ...] = ()
+  prediction_key: str = 'probabilities'
+  summary_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+  def eval_config(self) -> tfma.EvalConfig:
+    """The TFMA EvalConfig: metrics, slices, value and change thresholds."""
+    thresholds = {}
+    for t in self.thresholds:
+      change = None
+      if t.no_regression:
+        change = tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={'value': -max(t.regression_tolerance, 1e-10)})
+      thresholds[t.metric] = tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': t.lower_bound}),
+          change_threshold=change)
+    metrics = []
+    for name in self.metrics:
+      config = tfma.MetricConfig(class_name=name)
+      metric_name = _metric_name(name)
+      if metric_name in thresholds:  # The bar holds for the overall slice, not for each slice.
+        config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
+                                        threshold=thresholds.pop(metric_name))
+      metrics.append(config)
+    if thresholds:
+      raise ValueError(f'thresholds on metrics that are not computed: {sorted(thresholds)}')
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key=self.label_key,
+                                    prediction_key=self.prediction_key)],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[f])
+                                              for f in self.slice_features],
+        metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+
+
+def _metric_name(class_name: str) -> str:
+  """TFMA's default metric name for a metric class: BinaryAccuracy -> binary_accuracy, AUC -> auc."""
+  special = {'AUC': 'auc', 'AUCPrecisionRecall': 'auc_precision_recall'}
+  if class_name in special:
+    return special[class_name]
+  out = ''
+  for i, ch in enumerate(class_name):
+    if ch.isupper() and i and not class_name[i - 1].isupper():
+      out += '_'
+    out += ch.lower()
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """One model of the family, as the pipeline factory needs it.
+
+  Attributes:
+    name: registry key and CLI name, e.g. `census`.
+    dataset: the registered dataset (canonical files, splits).
+    example_gen: builds the ExampleGen that reads the raw canonical format.
+    schema_file: the curated schema (schema.pbtxt) of the raw examples.
+    preprocessing_fn: module path of the tf.Transform preprocessing_fn.
+    task: module path of the `model_fns.trainer.KerasTask` class.
+    model_types: the accepted `--model_type` values; the first is the default.
+    train_steps, batch_size: training defaults.
+    evaluation: TFMA metrics, slices and blessing.
+    description: one line for `official-tfx list`.
+  """
+  name: str
+  dataset: datasets.Dataset
+  example_gen: ExampleGenFactory
+  schema_file: str
+  preprocessing_fn: str
+  task: str
+  model_types: Tuple[str, ...]
+  train_steps: int
+  batch_size: int
+  evaluation: EvalSpec
+  description: str = ''
+
+  @property
+  def default_model_type(self) -> str:
+    return self.model_types[0]
+
+
+_SPECS: Dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+  """Adds `spec` to the registry and returns it; raises ValueError on a duplicate name."""
+  if spec.name in _SPECS:
+    raise ValueError(f'model {spec.name!r} is registered twice')
+  _SPECS[spec.name] = spec
+  return spec
+
+
+def _load_all() -> None:
+  for module in SPEC_MODULES:
+    importlib.import_module(module)
+
+
+def get(name: str) -> ModelSpec:
+  """Returns the spec registered as `name`; raises KeyError listing the known models."""
+  _load_all()
+  try:
+    return _SPECS[name]
+  except KeyError:
+    raise KeyError(f'unknown model {name!r}; known: {", ".join(sorted(_SPECS))}') from None
+
+
+def names() -> Tuple[str, ...]:
+  """All registered model names, sorted."""
+  _load_all()
+  return tuple(sorted(_SPECS))
+

@@ -1,0 +1,199 @@
+"""Registry of the canonical public datasets and the resolution of their files.
+
+Every dataset names its files with the canonical download address and the SHA-256 of the file's
+*uncompressed* bytes, so that a plain copy and a gzipped copy of the same file both verify.
+
+Resolution order for a file `NAME` of dataset `DS`:
+
+1. a data root (the `--data_root` flag or the `OFFICIAL_TFX_DATA_ROOT` environment variable), laid out
+   like `../shared/data`: `<root>/<DS>/NAME` or `<root>/<DS>/NAME.gz`. Nothing is downloaded when a data
+   root is given: offline machines and CI point it at a local copy;
+2. otherwise the download cache (`--cache_dir`, `OFFICIAL_TFX_CACHE_DIR`, default
+   `~/.cache/official_tfx`), filled from the canonical address when the file is missing there.
+
+A file is always checked against its SHA-256 before use. A missing file or a checksum mismatch raises a
+`DatasetError` that names the file and every place looked at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+from absl import logging
+
+DATA_ROOT_ENV = 'OFFICIAL_TFX_DATA_ROOT'
+CACHE_DIR_ENV = 'OFFICIAL_TFX_CACHE_DIR'
+DEFAULT_CACHE_DIR = os.path.join('~', '.cache', 'official_tfx')
+_CHUNK = 1 << 20
+
+
+class DatasetError(Exception):
+  """A dataset file is missing, unreadable or fails its checksum."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFile:
+  """One canonical file of a dataset.
+
+  Attributes:
+    name: canonical file name, e.g. `adult.data`.
+    url: canonical download address.
+    sha256: hex SHA-256 of the uncompressed bytes.
+    size: size in bytes of the uncompressed file (for messages only; None if unknown).
+  """
+  name: str
+  url: str
+  sha256: str
+  size: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """A public dataset: its files and which file feeds which pipeline split.
+
+  Attributes:
+    name: registry key and the data root's sub-folder, e.g. `census`.
+    files: the canonical files.
+    splits: pipeline split name -> file name, e.g. {'train': 'adult.data', 'eval': 'adult.test'}.
+    citation: the source to cite, with its licence.
+  """
+  name: str
+  files: Tuple[DataFile, ...]
+  splits: Mapping[str, str]
+  citation: str = ''
+
+  def file(self, name: str) -> DataFile:
+    for data_file in self.files:
+      if data_file.name == name:
+        return data_file
+    raise KeyError(f'dataset {self.name!r} has no file {name!r}')
+
+
+_REGISTRY: Dict[str, Dataset] = {}
+
+
+def register(dataset: Dataset) -> Dataset:
+  """Adds `dataset` to the registry and returns it.
+
+  Registering an equal dataset again is a no-op: TFX's user-code importer reloads the modules that
+  register datasets (tfx.utils.import_utils.import_func_from_module).
+
+  Raises:
+    ValueError: another, different dataset has the same name.
+  """
+  if _REGISTRY.get(dataset.name, dataset) != dataset:
+    raise ValueError(f'two different datasets are registered as {dataset.name!r}')
+  _REGISTRY[dataset.name] = dataset
+  return dataset
+
+
+def get(name: str) -> Dataset:
+  """Returns the registered dataset `name`; raises KeyError listing the known names."""
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise KeyError(f'unknown dataset {name!r}; known: {sorted(_REGISTRY)}') from None
+
+
+def sha256_of_uncompressed(path: str) -> str:
+  """Hex SHA-256 of the file's bytes, gunzipped first when the name ends in `.gz`."""
+  opener = gzip.open if path.endswith('.gz') else open
+  digest = hashlib.sha256()
+  try:
+    with opener(path, 'rb') as f:
+      for chunk in iter(lambda: f.read(_CHUNK), b''):
+        digest.update(chunk)
+  except (OSError, EOFError) as e:
+    raise DatasetError(f'{path}: cannot be read ({e})') from e
+  return digest.hexdigest()
+
+
+def verify(path: str, data_file: DataFile) -> None:
+  """Raises DatasetError unless `path` holds the bytes of `data_file` (compressed or not)."""
+  actual = sha256_of_uncompressed(path)
+  if actual != data_file.sha256:
+    raise DatasetError(
+        f'{path}: checksum mismatch for {data_file.name}: expected SHA-256 {data_file.sha256} '
+        f'of the uncompressed bytes, got {actual}. The file is corrupt, truncated or not the '
+        f'canonical {data_file.name} ({data_file.url}).')
+
+
+def default_data_root() -> Optional[str]:
+  return os.environ.get(DATA_ROOT_ENV) or None
+
+
+def default_cache_dir() -> str:
+  return os.path.expanduser(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)
+
+
+def _candidates(folder: str, name: str) -> Sequence[str]:
+  return [os.path.join(folder, name), os.path.join(folder, name + '.gz')]
+
+
+def _download(data_file: DataFile, destination: str) -> None:
+  """Downloads to a temporary file beside `destination`, verifies, then renames (never half-written)."""
+  os.makedirs(os.path.dirname(destination), exist_ok=True)
+  logging.info('Downloading %s from %s', data_file.name, data_file.url)
+  fd, tmp = tempfile.mkstemp(prefix=data_file.name + '.', suffix='.part',
+                             dir=os.path.dirname(destination))
+  try:
+    with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(data_file.url, timeout=60) as src:
+      shutil.copyfileobj(src, out, _CHUNK)
+    verify(tmp, data_file)
+    os.replace(tmp, destination)
+  except OSError as e:
+    raise DatasetError(f'{data_file.name}: download from {data_file.url} failed ({e}); '
+                       f'set --data_root or ${DATA_ROOT_ENV} to a local copy') from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
+                 cache_dir: Optional[str] = None) -> str:
+  """Returns a verified local path of file `name` of `dataset`.
+
+  Args:
+    dataset: the registered dataset.
+    name: canonical file name (see `Dataset.files`).
+    data_root: local data root; defaults to $OFFICIAL_TFX_DATA_ROOT. When set, nothing is downloaded.
+    cache_dir: download cache; defaults to $OFFICIAL_TFX_CACHE_DIR or ~/.cache/official_tfx.
+
+  Returns:
+    Absolute path to the plain or `.gz` file.
+
+  Raises:
+    DatasetError: the file is missing from the data root, cannot be downloaded, or fails its checksum.
+  """
+  data_file = dataset.file(name)
+  data_root = data_root or default_data_root()
+  if data_root:
+    looked = _candidates(os.path.join(os.path.abspath(data_root), dataset.name), name)
+    found = [p for p in looked if os.path.isfile(p)]
+    if not found:
+      raise DatasetError(f'{name} of dataset {dataset.name!r} is missing: looked at '
+                         f'{", ".join(looked)} (data root {data_root!r}).')
+    verify(found[0], data_file)
+    return found[0]
+  cache_dir = os.path.abspath(cache_dir or default_cache_dir())
+  looked = _candidates(os.path.join(cache_dir, dataset.name), name)
+  found = [p for p in looked if os.path.isfile(p)]
+  if found:
+    verify(found[0], data_file)
+    return found[0]
+  _download(data_file, looked[0])
+  return looked[0]
+
+
+def resolve_splits(dataset: Dataset, data_root: Optional[str] = None,
+                   cache_dir: Optional[str] = None) -> Dict[str, str]:
+  """Resolves every split's file: returns {split name: verified local path}. See `resolve_file`."""
+  return {split: resolve_file(dataset, name, data_root, cache_dir)
+          for split, name in dataset.splits.items()}

@@ -1,0 +1,30 @@
+"""official-tfx: the TensorFlow official models as production TFX pipelines."""
+
+import setuptools
+
+setuptools.setup(
+    name='official-tfx',
+    version='0.1.0',
+    description='TensorFlow official models (census wide & deep, ...) as TFX pipelines',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9,<3.11',
+    packages=setuptools.find_packages(include=['pipelines*', 'components*', 'preprocessing*',
+                                               'model_fns*', 'beam_runner*']),
+    package_data={'preprocessing': ['schemas/*.pbtxt']},
+    # The exact, tested versions are pinned in requirements/base.lock; these are the ranges
+    # the code is written for.
+    install_requires=[
+        'tfx==1.16.0',
+        'tensorflow>=2.16,<2.17',
+        'tf-keras>=2.16,<2.17',
+        'apache-beam[gcp]==2.61.0',
+        'tensorflow-transform==1.16.0',
+        'tensorflow-data-validation==1.16.1',
+        'tensorflow-model-analysis==0.47.1',
+        'ml-metadata==1.16.0',
+        'absl-py',
+    ],
+    extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': ['official-tfx=pipelines.cli:entry_point']},
+)

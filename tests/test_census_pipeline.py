@@ -1,0 +1,142 @@
+"""Census end to end on the real UCI files, on the embedded default (LocalDagRunner, SQLite MLMD,
+Beam DirectRunner): blessing and push, serving, caching, the three model types, and bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.text_example_gen import to_example
+from pipelines import runner, spec as spec_lib
+from pipelines.factory import RunConfig
+from preprocessing import census, datasets
+
+pytestmark = pytest.mark.e2e
+SEED_BAR = 0.83
+
+
+@pytest.fixture(scope='module')
+def census_files(data_root):
+  return datasets.resolve_splits(spec_lib.get('census').dataset, data_root=data_root)
+
+
+@pytest.fixture(scope='module')
+def census_run(tmp_path_factory, census_files):
+  """One default run (wide_deep, 2,000 steps of 256) in a fresh output dir."""
+  config = RunConfig(output_dir=str(tmp_path_factory.mktemp('census')))
+  return config, runner.run(spec_lib.get('census'), config, census_files, progress=False)
+
+
+def _raw_eval_rows(adult_lines):
+  rows = [r for r in map(census.parse_line, adult_lines['eval']) if r]
+  labels = np.array([r.pop(census.LABEL_KEY) for r in rows])
+  return [to_example(r).SerializeToString() for r in rows], labels
+
+
+def test_main_job_blesses_and_pushes_a_model(census_run):
+  config, summary = census_run
+  assert summary['error'] is None
+  assert summary['model'] == 'census' and summary['model_type'] == 'wide_deep'
+  assert summary['metrics']['example_count'] == 16281
+  assert summary['metrics']['accuracy'] >= SEED_BAR
+  assert summary['metrics']['auc'] >= 0.88
+  assert {'sex=Female', 'sex=Male', 'race=White'} <= set(summary['slices'])
+  assert summary['blessed'] is True
+  pushed = summary['pushed_model']
+  assert pushed and pushed.startswith(config.serving_model_dir)
+  assert os.path.isfile(os.path.join(pushed, 'saved_model.pb'))
+  names = [s['name'] for s in summary['stages']]
+  for expected in ('TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+                   'AnomaliesGate', 'Transform', 'Trainer', 'Evaluator', 'Pusher'):
+    assert expected in names
+  assert names.index('AnomaliesGate') < names.index('Transform') < names.index('Trainer')
+  assert not any(s['cached'] for s in summary['stages'])
+  with open(os.path.join(config.output_dir, 'run_summary.json')) as f:
+    assert json.load(f) == summary
+
+
+def test_pushed_model_scores_raw_examples_as_tfma_reported(census_run, adult_lines):
+  _, summary = census_run
+  serve = tf.saved_model.load(summary['pushed_model']).signatures['serving_default']
+  examples, labels = _raw_eval_rows(adult_lines)
+  probabilities = np.concatenate([
+      serve(examples=tf.constant(examples[i:i + 4096]))['probabilities'].numpy()[:, 0]
+      for i in range(0, len(examples), 4096)])
+  assert probabilities.shape == (16281,)
+  accuracy = float(np.mean((probabilities > 0.5) == labels))
+  assert accuracy == pytest.approx(summary['metrics']['accuracy'], abs=1e-4)
+
+
+def test_second_identical_run_is_served_from_the_cache(census_run, census_files):
+  """Everything up to the Trainer is reused. The Evaluator runs again because its baseline input
+  changed (run 1 blessed the model it now compares against) and blesses the same model again."""
+  config, first = census_run
+  second = runner.run(spec_lib.get('census'), config, census_files, progress=False)
+  stages = {s['name']: s['cached'] for s in second['stages']}
+  for name in ('TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+               'AnomaliesGate', 'Transform', 'Trainer'):
+    assert stages[name] is True, second['stages']
+  assert second['metrics'] == first['metrics'] and second['blessed'] is True
+
+
+def test_wide_and_deep_pass_the_seed_bar_and_blessing_needs_no_regression(census_run,
+                                                                          census_files):
+  config, first = census_run
+  baseline = first['metrics']['accuracy']
+  for model_type in ('wide', 'deep'):
+    run_config = RunConfig(output_dir=config.output_dir, model_type=model_type)
+    summary = runner.run(spec_lib.get('census'), run_config, census_files, progress=False)
+    accuracy = summary['metrics']['accuracy']
+    stages = {s['name']: s['cached'] for s in summary['stages']}
+    assert stages['Transform'] is True and stages['Trainer'] is False
+    assert accuracy >= SEED_BAR, (model_type, accuracy)
+    assert summary['blessed'] == (accuracy >= baseline), (model_type, accuracy, baseline)
+    assert (summary['pushed_model'] is not None) == summary['blessed']
+    if summary['blessed']:
+      baseline = accuracy
+
+
+def _write(path, lines):
+  path.write_text('\n'.join(lines) + '\n')
+  return str(path)
+
+
+def test_an_anomaly_stops_the_run_before_transform(tmp_path, adult_lines, census_files):
+  rows = adult_lines['eval'][1:3001]
+  rows[10:20] = [r.replace(', Male,', ', Unknown,') for r in rows[10:20]]  # not in the domain
+  eval_file = _write(tmp_path / 'adult.test', rows)
+  config = RunConfig(output_dir=str(tmp_path / 'out'))
+  files = {'train': census_files['train'], 'eval': eval_file}
+  with pytest.raises(Exception) as e:
+    runner.run(spec_lib.get('census'), config, files, progress=False)
+  assert 'eval: sex' in str(e.value) and 'ExampleValidator found' in str(e.value)
+  with open(os.path.join(config.output_dir, 'run_summary.json')) as f:
+    summary = json.load(f)
+  names = [s['name'] for s in summary['stages']]
+  assert 'Transform' not in names and 'Trainer' not in names
+  assert summary['pushed_model'] is None and 'AnomaliesFoundError' in summary['error']
+  assert not os.path.exists(config.serving_model_dir)
+
+
+def test_cli_reports_malformed_rows_and_pushes_nothing(tmp_path, adult_lines, census_files):
+  rows = adult_lines['train'][:1000]
+  rows[99] = '39, State-gov, 77516'
+  rows[499] = 'x, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, ' \
+              'White, Male, 2174, 0, 40, United-States, <=50K'
+  train_file = _write(tmp_path / 'adult.data', rows)
+  out = tmp_path / 'out'
+  result = subprocess.run(
+      [sys.executable, '-m', 'pipelines.cli', 'run', 'census', f'--train_data={train_file}',
+       f'--eval_data={census_files["eval"]}', f'--output_dir={out}'],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert '2 of 1000 rows are malformed' in result.stderr
+  assert f'{train_file}:100: expected 15 comma-separated fields, found 3' in result.stderr
+  assert f"{train_file}:500: field age: expected an integer, got 'x'" in result.stderr
+  assert 'Nothing was pushed' in result.stderr
+  assert '[ 2/10] TextLineExampleGen FAILED' in result.stdout
+  assert not os.path.exists(out / 'serving_model')
