@@ -7,6 +7,7 @@ wrote, so the summary is the same whether the run trained or was served from the
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import threading
 import time
@@ -81,6 +82,7 @@ class ProgressMonitor:
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._loop, daemon=True)
     self._reported: Dict[int, str] = {}
+    self._store = None
 
   def __enter__(self):
     self._thread.start()
@@ -97,9 +99,13 @@ class ProgressMonitor:
 
   def _poll(self):
     try:
-      stages = stages_since(open_store(self._path), self._pipeline, self._since)
+      if self._store is None:
+        if not os.path.exists(self._path):
+          return  # the runner has not created the store yet
+        self._store = open_store(self._path)
+      stages = stages_since(self._store, self._pipeline, self._since)
     except Exception:  # pylint: disable=broad-except
-      return  # the store is not created yet, or busy: try again at the next tick.
+      return  # the store is busy: try again at the next tick.
     for stage in stages:
       position = (self._nodes.index(stage.name) + 1) if stage.name in self._nodes else 0
       prefix = f'[{position:2d}/{len(self._nodes)}] {stage.name}'
