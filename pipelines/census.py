@@ -32,8 +32,10 @@ SPEC = spec.register(spec.ModelSpec(
     batch_size=256,
     evaluation=spec.EvalSpec(
         label_key=census.LABEL_KEY,
+        # Calibration as a number (mean prediction / mean label) and its two terms; TFMA's
+        # CalibrationPlot (10,000-bucket histograms per slice) cost ~8 s of the Evaluator here.
         metrics=('ExampleCount', 'BinaryAccuracy', 'AUC', 'Precision', 'Recall', 'Calibration',
-                 'CalibrationPlot', 'MeanLabel', 'MeanPrediction'),
+                 'MeanLabel', 'MeanPrediction'),
         # The seed's bar: accuracy > 0.83 (official/wide_deep README), and no regression.
         thresholds=(spec.Threshold('binary_accuracy', lower_bound=0.83),),
         slice_features=census.SLICE_FEATURES,

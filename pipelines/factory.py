@@ -117,6 +117,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
       preprocessing_fn=spec.preprocessing_fn,
+      force_tf_compat_v1=spec.transform_tf_compat_v1,
       disable_statistics=not config.transform_statistics)
   transform.add_upstream_node(anomalies_gate)
   trainer = tfx.components.Trainer(
