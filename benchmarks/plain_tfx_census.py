@@ -75,7 +75,9 @@ def main(_):
         transform_graph=transform.outputs['transform_graph'], schema=schema_gen.outputs['schema'],
         train_args=tfx.proto.TrainArgs(num_steps=2000), eval_args=tfx.proto.EvalArgs(num_steps=64))
     eval_config = tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key='label')], slicing_specs=[tfma.SlicingSpec()],
+        model_specs=[tfma.ModelSpec(signature_name='serving_default', label_key='label',
+                                    prediction_key='outputs')],
+        slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(
             class_name='BinaryAccuracy', threshold=tfma.MetricThreshold(
                 value_threshold=tfma.GenericValueThreshold(lower_bound={'value': 0.8})))])])
