@@ -61,14 +61,13 @@ def main(_):
     if not FLAGS.output_dir:
       shutil.rmtree(output_dir, ignore_errors=True)
   process = time.time() - PROCESS_START
-  seconds = {s['name']: s['seconds'] for s in summary['stages']}
-  seconds['ExampleGen'] = seconds.pop('TextLineExampleGen')
+  seconds = {('ExampleGen' if s['name'] == 'TextLineExampleGen' else s['name']): s['seconds']
+             for s in summary['stages']}
   print(f'census {FLAGS.model_type}, 2000 steps x 256, DirectRunner x{FLAGS.beam_direct_num_workers}')
   print(f'{"stage":32s} {"seconds":>8s} {"plain TFX":>10s}')
-  for stage in summary['stages']:
-    name = 'ExampleGen' if stage['name'] == 'TextLineExampleGen' else stage['name']
+  for name, stage_seconds in seconds.items():
     ref = REFERENCE.get(name)
-    print(f'{name:32s} {stage["seconds"]:8.1f} {"" if ref is None else f"{ref:10.1f}"}')
+    print(f'{name:32s} {stage_seconds:8.1f} {"" if ref is None else f"{ref:10.1f}"}')
   pipeline = summary['wall_seconds']
   figures = {
       'stages': seconds, 'pipeline_seconds': pipeline, 'process_seconds': round(process, 1),

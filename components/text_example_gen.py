@@ -101,7 +101,7 @@ def read_line_chunks(path: str, chunk_lines: int = CHUNK_LINES
   """
   with FileSystems.open(path) as f:
     chunk: List[bytes] = []
-    first = number = 1
+    first = 1
     for number, line in enumerate(iter(f.readline, b''), start=1):
       chunk.append(line.rstrip(b'\r\n'))
       if len(chunk) == chunk_lines:
