@@ -54,7 +54,13 @@ def _toy_dataset(source: pathlib.Path, sha256: str) -> datasets.Dataset:
       splits={'train': 'toy.csv'})
 
 
-def test_download_into_the_cache_then_reuse(tmp_path):
+@pytest.fixture
+def no_data_root(monkeypatch):
+  """Resolution with no data root at all, as on a fresh machine (CI exports one)."""
+  monkeypatch.delenv(datasets.DATA_ROOT_ENV, raising=False)
+
+
+def test_download_into_the_cache_then_reuse(tmp_path, no_data_root):
   source = tmp_path / 'remote.csv'
   source.write_bytes(b'1,2\n3,4\n')
   toy = _toy_dataset(source, hashlib.sha256(b'1,2\n3,4\n').hexdigest())
@@ -66,7 +72,7 @@ def test_download_into_the_cache_then_reuse(tmp_path):
   assert datasets.resolve_file(toy, 'toy.csv', cache_dir=str(cache)) == path
 
 
-def test_a_download_with_the_wrong_checksum_leaves_nothing_behind(tmp_path):
+def test_a_download_with_the_wrong_checksum_leaves_nothing_behind(tmp_path, no_data_root):
   source = tmp_path / 'remote.csv'
   source.write_bytes(b'tampered\n')
   toy = _toy_dataset(source, '0' * 64)
