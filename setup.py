@@ -23,6 +23,7 @@ setuptools.setup(
         'tensorflow-data-validation==1.16.1',
         'tensorflow-model-analysis==0.47.1',
         'ml-metadata==1.16.0',
+        'tensorflow-decision-forests==1.9.2',
         'absl-py',
     ],
     extras_require={'test': ['pytest']},

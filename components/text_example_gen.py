@@ -20,9 +20,10 @@ valid row always fails.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -91,18 +92,27 @@ def to_example(row: Dict[str, Any]) -> tf.train.Example:
   return example
 
 
-def read_line_chunks(path: str, chunk_lines: int = CHUNK_LINES
-                     ) -> Iterable[Tuple[str, int, List[bytes]]]:
+def read_line_chunks(path: str, chunk_lines: int = CHUNK_LINES, first_row: int = 0,
+                     num_rows: Optional[int] = None) -> Iterable[Tuple[str, int, List[bytes]]]:
   """Yields (path, 1-based number of the chunk's first line, up to `chunk_lines` lines) of a file.
 
   Lines are bytes without their line ending. Compression is detected from the file name (`.gz`,
   `.bz2`, ...); any Beam file system works. Chunks, not lines, travel through the Reshuffle that
   spreads parsing over workers: Beam's per-element cost is paid once per chunk.
+
+  Only rows `first_row` .. `first_row + num_rows - 1` are read (rows are lines counted from 0; all
+  the rest when `num_rows` is None): earlier lines are skipped unparsed, and the file is closed as
+  soon as the range ends.
   """
+  end = None if num_rows is None else first_row + num_rows
   with FileSystems.open(path) as f:
+    lines = iter(f.readline, b'')
+    for _ in itertools.islice(lines, first_row):
+      pass
     chunk: List[bytes] = []
-    first = 1
-    for number, line in enumerate(iter(f.readline, b''), start=1):
+    first = first_row + 1
+    for number, line in enumerate(itertools.islice(lines, None if end is None else end - first_row),
+                                  start=first_row + 1):
       chunk.append(line.rstrip(b'\r\n'))
       if len(chunk) == chunk_lines:
         yield path, first, chunk
@@ -146,11 +156,13 @@ class _ParseLines(beam.DoFn):
 
 
 def _check_malformed(_, valid: int, malformed: int, first: List[Tuple[str, int, str, str]],
-                     split: str, pattern: str, threshold: float, report_dir: Optional[str]):
+                     split: str, pattern: str, threshold: float, report_dir: Optional[str],
+                     files: List[str], row_range: Tuple[int, Optional[int]]):
   total = valid + malformed
   fraction = malformed / total if total else 0.0
   report = {
-      'split': split, 'pattern': pattern, 'valid_rows': valid, 'malformed_rows': malformed,
+      'split': split, 'pattern': pattern, 'files': files, 'first_row': row_range[0],
+      'num_rows': row_range[1], 'valid_rows': valid, 'malformed_rows': malformed,
       'malformed_fraction': fraction, 'max_malformed_fraction': threshold,
       'first_malformed': [{'file': p, 'line': n, 'reason': r, 'text': t[:200]}
                           for p, n, r, t in sorted(first)],
@@ -163,7 +175,10 @@ def _check_malformed(_, valid: int, malformed: int, first: List[Tuple[str, int, 
     logging.warning('Split %s: %d of %d rows malformed (%.4f%%); first ones:%s', split, malformed,
                     total, 100 * fraction, listing)
   if valid == 0:
-    raise MalformedRowsError(f'split {split!r} ({pattern}): no valid row in {total} rows{listing}')
+    where = f', rows from {row_range[0]}' if row_range[0] else ''
+    raise MalformedRowsError(
+        f'split {split!r} ({pattern}{where}): no valid row in {total} rows{listing}'
+        + (' (the file ends before the first row asked for)' if not total and row_range[0] else ''))
   if fraction > threshold:
     raise MalformedRowsError(
         f'split {split!r} ({pattern}): {malformed} of {total} rows are malformed '
@@ -201,11 +216,18 @@ def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
   paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
   if not paths:
     raise FileNotFoundError(f'split {split!r}: no file matches {pattern}')
-  logging.info('Split %s: reading %s', split, ', '.join(paths))
+  first_row, num_rows = (config.get('row_ranges') or {}).get(split, (0, None))
+  first_row, num_rows = int(first_row), None if num_rows is None else int(num_rows)
+  if (first_row or num_rows is not None) and len(paths) > 1:
+    raise ValueError(f'split {split!r}: a row range needs one file, but {pattern} matches '
+                     f'{len(paths)}: {", ".join(paths)}')
+  logging.info('Split %s: reading %s, rows %d to %s', split, ', '.join(paths), first_row,
+               'the end' if num_rows is None else first_row + num_rows - 1)
 
   parsed = (pipeline
             | 'Files' >> beam.Create(paths)
-            | 'ReadLineChunks' >> beam.FlatMap(read_line_chunks)
+            | 'ReadLineChunks' >> beam.FlatMap(read_line_chunks, first_row=first_row,
+                                               num_rows=num_rows)
             | 'Spread' >> beam.Reshuffle()
             | 'Parse' >> beam.ParDo(_ParseLines(config['line_parser'])).with_outputs(
                 _MALFORMED, _VALID, main='examples'))
@@ -223,7 +245,8 @@ def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
            first=beam.pvalue.AsSingleton(first),
            split=split, pattern=pattern,
            threshold=float(config.get('max_malformed_fraction', DEFAULT_MAX_MALFORMED_FRACTION)),
-           report_dir=exec_properties.get(REPORT_DIR_KEY)))
+           report_dir=exec_properties.get(REPORT_DIR_KEY),
+           files=paths, row_range=(first_row, num_rows)))
   return examples
 
 
@@ -241,8 +264,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
       if name.startswith('malformed_rows-') and name.endswith('.json'):
         with tf.io.gfile.GFile(os.path.join(examples.uri, name)) as f:
           report = json.load(f)
-        examples.set_int_custom_property(f'malformed_rows_{report["split"]}',
-                                         report['malformed_rows'])
+        for key in ('malformed_rows', 'valid_rows', 'first_row'):
+          examples.set_int_custom_property(f'{key}_{report["split"]}', report[key])
 
 
 class TextLineExampleGen(FileBasedExampleGen):
@@ -254,29 +277,44 @@ class TextLineExampleGen(FileBasedExampleGen):
                        line_parser='preprocessing.census.parse_line')
 
   Outputs `examples`: standard Examples (gzipped TFRecords of tf.Example), one split per entry of
-  `splits`, with a `malformed_rows_<split>` custom property and `malformed_rows-<split>.json`.
+  `splits`, with `malformed_rows_<split>`, `valid_rows_<split>` and `first_row_<split>` custom
+  properties and `malformed_rows-<split>.json`.
   """
 
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
   def __init__(self, input_base: str, splits: Dict[str, str], line_parser: str,
-               max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION):
+               max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION,
+               row_ranges: Optional[Mapping[str, Tuple[int, Optional[int]]]] = None):
     """Args:
       input_base: folder holding the raw files (any Beam file system).
-      splits: split name -> file pattern relative to `input_base` (e.g. `adult.data*`).
+      splits: split name -> file pattern relative to `input_base` (e.g. `adult.data*`). Two
+        splits may name the same file with different row ranges.
       line_parser: module path of the line parser, e.g. `preprocessing.census.parse_line`.
       max_malformed_fraction: the run fails when more than this fraction of a split's rows is
-        malformed (0 <= value < 1).
+        malformed (0 <= value < 1; 0 fails on the first malformed row).
+      row_ranges: split name -> (first row, number of rows or None for the rest), rows being the
+        lines of the split's single file counted from 0. Splits not listed read everything.
 
     Raises:
-      ValueError: `splits` is empty or `max_malformed_fraction` is out of range.
+      ValueError: `splits` is empty, `max_malformed_fraction` is out of range, or a row range
+        names an unknown split or has a negative start or a non-positive length.
     """
     if not splits:
       raise ValueError('splits must name at least one split')
     if not 0 <= max_malformed_fraction < 1:
       raise ValueError(f'max_malformed_fraction must be in [0, 1), got {max_malformed_fraction}')
+    row_ranges = dict(row_ranges or {})
+    for split, (first_row, num_rows) in row_ranges.items():
+      if split not in splits:
+        raise ValueError(f'row range for unknown split {split!r}; splits: {sorted(splits)}')
+      if first_row < 0 or (num_rows is not None and num_rows <= 0):
+        raise ValueError(f'split {split!r}: row range ({first_row}, {num_rows}) needs a first row '
+                         '>= 0 and a positive number of rows')
     struct = struct_pb2.Struct()
-    struct.update({'line_parser': line_parser, 'max_malformed_fraction': max_malformed_fraction})
+    struct.update({'line_parser': line_parser, 'max_malformed_fraction': max_malformed_fraction,
+                   'row_ranges': {k: [int(a), None if b is None else int(b)]
+                                  for k, (a, b) in row_ranges.items()}})
     packed = any_pb2.Any()
     packed.Pack(struct)
     super().__init__(

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping
 import tensorflow_transform as tft
 import tf_keras
 
-from model_fns.trainer import KerasTask
+from model_fns.trainer import KerasTask, ModelInputs
 from preprocessing import census
 
 WIDE_CATEGORICAL = ('education', 'marital_status', 'relationship', 'workclass', 'occupation')
@@ -49,28 +49,28 @@ class CensusTask(KerasTask):
       'dropout': 0.0,
   }
 
-  def build_model(self, tft_output: tft.TFTransformOutput, model_type: str,
+  def build_model(self, inputs: ModelInputs, model_type: str,
                   hparams: Mapping[str, Any]) -> tf_keras.Model:
-    sizes = _id_sizes(tft_output)
+    sizes = _id_sizes(inputs.tft_output)
     wide_keys = WIDE_CATEGORICAL + WIDE_IDS if model_type != 'deep' else ()
     deep_keys = DEEP_CATEGORICAL if model_type != 'wide' else ()
     numeric_keys = DEEP_NUMERIC if model_type != 'wide' else ()
-    inputs = {}
+    layers = {}
     for key in sorted(set(wide_keys) | set(deep_keys)):
-      inputs[key] = tf_keras.Input(shape=(), dtype='int64', name=census.transformed_name(key))
+      layers[key] = tf_keras.Input(shape=(), dtype='int64', name=census.transformed_name(key))
     for key in numeric_keys:
-      inputs[key] = tf_keras.Input(shape=(), dtype='float32', name=census.transformed_name(key))
+      layers[key] = tf_keras.Input(shape=(), dtype='float32', name=census.transformed_name(key))
 
     logits: List[Any] = []
     if wide_keys:
-      terms = [tf_keras.layers.Embedding(sizes[k], 1, name=f'wide_{k}')(inputs[k])
+      terms = [tf_keras.layers.Embedding(sizes[k], 1, name=f'wide_{k}')(layers[k])
                for k in wide_keys]
       logits.append(tf_keras.layers.Dense(1, name='wide_logit')(
           tf_keras.layers.Add(name='wide_sum')(terms)))
     if deep_keys:
       parts = [tf_keras.layers.Embedding(sizes[k], hparams['embedding_dim'],
-                                         name=f'embed_{k}')(inputs[k]) for k in deep_keys]
-      parts += [tf_keras.layers.Reshape((1,), name=f'numeric_{k}')(inputs[k])
+                                         name=f'embed_{k}')(layers[k]) for k in deep_keys]
+      parts += [tf_keras.layers.Reshape((1,), name=f'numeric_{k}')(layers[k])
                 for k in numeric_keys]
       x = tf_keras.layers.Concatenate(name='deep_inputs')(parts)
       for i, units in enumerate(hparams['hidden_units']):
@@ -81,7 +81,7 @@ class CensusTask(KerasTask):
     logit = logits[0] if len(logits) == 1 else tf_keras.layers.Add(name='logit')(logits)
     probability = tf_keras.layers.Activation('sigmoid', name='probability')(logit)
     return tf_keras.Model(
-        inputs={census.transformed_name(k): v for k, v in inputs.items()},
+        inputs={census.transformed_name(k): v for k, v in layers.items()},
         outputs=probability, name=f'census_{model_type}')
 
   def build_optimizer(self, hparams):

@@ -2,12 +2,15 @@
 
 The Trainer component names `model_fns.trainer.run_fn` by module path and passes a `TrainerConfig`
 as its `custom_config`. `run_fn` builds the task's Keras model inside the chosen tf.distribute
-strategy, trains it on the Transform output, and exports a SavedModel whose `serving_default` takes
-serialized raw tf.Examples (TF Serving's predict format, input `examples`, string [batch]) and applies
-the Transform graph inside, so a client sends raw features only.
+strategy, trains it on the Transform output (or on the raw examples, for a pipeline without
+Transform), and exports a SavedModel whose `serving_default` takes serialized raw tf.Examples (TF
+Serving's predict format, input `examples`, string [batch]) and applies the Transform graph inside,
+so a client sends raw features only.
 
 The task abstraction follows Model Garden's `Task` (build_model / build_losses / build_metrics), with
-the data and export parts shared here.
+the data and export parts shared here. Gradient-descent tasks use the default `compile` and `train`
+(a fixed number of minibatch steps); a task that learns otherwise, such as TF Decision Forests'
+gradient boosted trees (one pass over the data, then a C++ learner), overrides those two.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 from absl import logging
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_transform.tf_metadata import schema_utils
 from tfx.components.trainer.fn_args_utils import FnArgs
-from tfx.utils import import_utils
+from tfx.utils import import_utils, io_utils
 
 from model_fns import strategy as strategy_lib
 
@@ -91,14 +96,74 @@ class TrainerConfig:
     return cls(**{k: v for k, v in config.items() if k in known})
 
 
-class KerasTask(abc.ABC):
-  """One model family: its Keras model, loss, metrics and serving outputs.
+@dataclasses.dataclass
+class ModelInputs:
+  """The features a task's model reads, with or without a Transform step before the Trainer.
 
-  Subclasses set `label_key`, `model_types` and `default_hparams`, and implement `build_model`.
+  Attributes:
+    raw_feature_spec: tf.io feature spec of the raw tf.Examples (what serving receives), label
+      included.
+    feature_spec: tf.io feature spec of the examples the model trains on: the Transform outputs,
+      or `raw_feature_spec` when the pipeline has no Transform.
+    tft_output: the Transform output (vocabularies, the transform graph), or None without Transform.
+  """
+  raw_feature_spec: Dict[str, Any]
+  feature_spec: Dict[str, Any]
+  tft_output: Optional[tft.TFTransformOutput] = None
+
+  @classmethod
+  def from_fn_args(cls, fn_args: FnArgs) -> 'ModelInputs':
+    """From the Trainer's transform graph, else from its schema; raises ValueError with neither."""
+    if fn_args.transform_graph_path:
+      tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+      return cls(tft_output.raw_feature_spec(), tft_output.transformed_feature_spec(), tft_output)
+    if not fn_args.schema_path:
+      raise ValueError('the Trainer needs a transform_graph or a schema input')
+    schema = io_utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
+    spec = schema_utils.schema_as_feature_spec(schema).feature_spec
+    return cls(dict(spec), dict(spec), None)
+
+
+@dataclasses.dataclass
+class TrainingData:
+  """The training split as the task's `train` asks for it.
+
+  Attributes:
+    file_patterns: gzipped TFRecord files of the training examples.
+    feature_spec: the features to parse (the model's inputs and the label).
+    label_key: the label feature.
+    config: batch size, shuffling, caching and seed.
+  """
+  file_patterns: Sequence[str]
+  feature_spec: Mapping[str, Any]
+  label_key: str
+  config: TrainerConfig
+
+  def repeated(self) -> tf.data.Dataset:
+    """Shuffled batches of exactly `batch_size`, repeated forever (for step-counted training)."""
+    c = self.config
+    return make_dataset(self.file_patterns, self.feature_spec, self.label_key, c.batch_size,
+                        training=True, cache=c.cache_dataset, shuffle_buffer=c.shuffle_buffer,
+                        seed=c.seed)
+
+  def one_pass(self) -> tf.data.Dataset:
+    """Every example once, in file order, in batches of `batch_size` (the last may be smaller)."""
+    return make_dataset(self.file_patterns, self.feature_spec, self.label_key,
+                        self.config.batch_size, training=False)
+
+
+class KerasTask(abc.ABC):
+  """One model family: its Keras model, loss, metrics, training loop and serving outputs.
+
+  Subclasses set `label_key`, `model_types` and `default_hparams`, and implement `build_model`,
+  `build_optimizer` and `build_losses`; a task that does not train by minibatch gradient descent
+  overrides `compile` and `train` instead of the last two.
   """
   label_key: str
   model_types: Sequence[str] = ('default',)
   default_hparams: Mapping[str, Any] = {}
+  # The `model_fns.strategy` names the task can train under; None: all of them.
+  distribution_strategies: Optional[Sequence[str]] = None
 
   def hparams(self, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """The task's defaults updated with `overrides`; raises ValueError on an unknown name."""
@@ -109,21 +174,53 @@ class KerasTask(abc.ABC):
     return {**self.default_hparams, **overrides}
 
   @abc.abstractmethod
-  def build_model(self, tft_output: tft.TFTransformOutput, model_type: str,
+  def build_model(self, inputs: ModelInputs, model_type: str,
                   hparams: Mapping[str, Any]) -> tf_keras.Model:
-    """Returns an uncompiled Keras model over the Transform outputs (called in strategy scope)."""
+    """Returns an uncompiled Keras model over `inputs.feature_spec` (called in strategy scope)."""
 
-  @abc.abstractmethod
   def build_optimizer(self, hparams: Mapping[str, Any]) -> tf_keras.optimizers.Optimizer:
-    """Returns the optimizer (called in strategy scope)."""
+    """Returns the optimizer (called in strategy scope); needed by the default `compile`."""
+    raise NotImplementedError(f'{type(self).__name__} defines no optimizer')
 
-  @abc.abstractmethod
   def build_losses(self, hparams: Mapping[str, Any]) -> tf_keras.losses.Loss:
-    """Returns the training loss."""
+    """Returns the training loss; needed by the default `compile`."""
+    raise NotImplementedError(f'{type(self).__name__} defines no loss')
 
   def build_metrics(self, hparams: Mapping[str, Any]) -> List[tf_keras.metrics.Metric]:
     """Returns the Keras metrics logged during training (the blessing uses TFMA's, not these)."""
     return []
+
+  def model_features(self, model: tf_keras.Model, inputs: ModelInputs) -> List[str]:
+    """The features of `inputs.feature_spec` that `model` reads. Default: the names of the inputs
+    of a functional model; a subclassed model overrides this."""
+    return _input_names(model)
+
+  def compile(self, model: tf_keras.Model, hparams: Mapping[str, Any], steps_per_execution: int,
+              optimizer: Optional[tf_keras.optimizers.Optimizer] = None) -> None:
+    """Compiles `model` (in strategy scope): for training, then again (with the trained
+    `optimizer` and one step per execution) for the end-of-training evaluation."""
+    model.compile(optimizer=optimizer or self.build_optimizer(hparams),
+                  loss=self.build_losses(hparams), metrics=self.build_metrics(hparams),
+                  steps_per_execution=steps_per_execution)
+
+  def train(self, model: tf_keras.Model, data: TrainingData, train_steps: Optional[int],
+            callbacks: List[tf_keras.callbacks.Callback]) -> None:
+    """Trains the compiled `model`: `train_steps` minibatch steps on `data.repeated()`, logged
+    every `log_every_steps` steps.
+
+    Raises:
+      ValueError: `train_steps` is not positive.
+    """
+    if not train_steps or train_steps <= 0:
+      raise ValueError(f'{type(self).__name__} trains for a number of steps: set train_steps')
+    train = data.repeated()
+    per_epoch = min(data.config.log_every_steps, train_steps)
+    callbacks = callbacks + [_ThroughputLogger(per_epoch, data.config.batch_size)]
+    epochs, remainder = divmod(train_steps, per_epoch)
+    model.fit(train, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=0)
+    if remainder:
+      model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
+                callbacks=callbacks, verbose=0)
 
   def serving_outputs(self, predictions: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Maps the model output to the serving signature's outputs.
@@ -141,9 +238,9 @@ class KerasTask(abc.ABC):
 def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], label_key: str,
                  batch_size: int, training: bool, cache: bool = False, shuffle_buffer: int = 10_000,
                  seed: Optional[int] = None) -> tf.data.Dataset:
-  """(features, label) batches from gzipped TFRecords of transformed tf.Examples.
+  """(features, label) batches from gzipped TFRecords of tf.Examples (transformed or raw).
 
-  Only the features of `feature_spec` (and the label) are parsed. Training data is shuffled and
+  Only the features of `feature_spec` (and the label) are parsed; a [batch, 1] label becomes [batch]. Training data is shuffled and
   repeated forever (batches of exactly `batch_size`); evaluation data is one ordered pass (the last
   batch may be smaller).
   """
@@ -159,6 +256,8 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
   def parse(serialized):
     features = tf.io.parse_example(serialized, feature_spec)
     label = features.pop(label_key)
+    if isinstance(label, tf.Tensor) and label.shape.rank == 2 and label.shape[-1] == 1:
+      label = tf.squeeze(label, -1)  # a raw [batch, 1] label, as the schema gives it
     return features, label
 
   return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -186,22 +285,26 @@ def _input_names(model: tf_keras.Model) -> List[str]:
   return list(model.input.keys()) if isinstance(model.input, dict) else list(model.input_names)
 
 
-def export_serving_model(model: tf_keras.Model, task: KerasTask,
-                         tft_output: tft.TFTransformOutput, export_dir: str) -> None:
+def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelInputs,
+                         export_dir: str) -> None:
   """Saves `model` as a SavedModel with a `serving_default` over serialized raw tf.Examples.
 
   Signature: input `examples` (tf.string [batch], serialized tf.Example with the raw features; the
   label may be absent); outputs those of `task.serving_outputs`.
   """
-  raw_spec = tft_output.raw_feature_spec()
+  raw_spec = dict(inputs.raw_feature_spec)
   raw_spec.pop(task.label_key, None)
-  model.tft_layer = tft_output.transform_features_layer()
-  input_names = _input_names(model)
+  if inputs.tft_output is not None:
+    model.tft_layer = inputs.tft_output.transform_features_layer()  # tracked: saves its assets
+    transform = model.tft_layer
+  else:
+    transform = lambda raw: raw  # pylint: disable=unnecessary-lambda-assignment
+  input_names = task.model_features(model, inputs)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
   def serve(examples):
     raw = tf.io.parse_example(examples, raw_spec)
-    transformed = model.tft_layer(raw)
+    transformed = transform(raw)
     predictions = model({k: transformed[k] for k in input_names}, training=False)
     return task.serving_outputs(predictions)
 
@@ -212,56 +315,62 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask,
   tf.saved_model.save(model, export_dir, signatures={'serving_default': serve})
 
 
+def load_task(config: TrainerConfig) -> KerasTask:
+  """Imports the config's task and checks the config against it.
+
+  Raises:
+    ImportError: the task's module path does not import.
+    ValueError: an unknown model type or hyperparameter, or a strategy the task cannot train under.
+  """
+  task: KerasTask = import_utils.import_class_by_path(config.task)()
+  if config.model_type not in task.model_types:
+    raise ValueError(f'unknown model type {config.model_type!r} for {config.task}; '
+                     f'expected one of {tuple(task.model_types)}')
+  task.hparams(config.hparams)
+  allowed = task.distribution_strategies
+  if allowed is not None and config.distribution_strategy not in allowed:
+    raise ValueError(f'{type(task).__name__} cannot train under distribution strategy '
+                     f'{config.distribution_strategy!r}; it supports {", ".join(allowed)}')
+  return task
+
+
 def run_fn(fn_args: FnArgs) -> None:
   """TFX Trainer entry point (named by module path: `model_fns.trainer.run_fn`).
 
-  Reads the TrainerConfig from `fn_args.custom_config`, trains `fn_args.train_steps` steps, evaluates
-  on the whole eval split (logged, and written to `<model_run_dir>/eval_metrics.json`), writes
-  TensorBoard logs to `fn_args.model_run_dir` and exports to `fn_args.serving_model_dir`.
+  Reads the TrainerConfig from `fn_args.custom_config`, trains (by default `fn_args.train_steps`
+  steps), evaluates on the whole eval split (logged, and written to
+  `<model_run_dir>/eval_metrics.json`), writes TensorBoard logs to `fn_args.model_run_dir` and
+  exports to `fn_args.serving_model_dir`.
 
   Raises:
     ValueError: an unknown model type, hyperparameter or distribution strategy.
   """
   config = TrainerConfig.from_custom_config(fn_args.custom_config or {})
-  task: KerasTask = import_utils.import_class_by_path(config.task)()
-  if config.model_type not in task.model_types:
-    raise ValueError(f'unknown model type {config.model_type!r} for {config.task}; '
-                     f'expected one of {tuple(task.model_types)}')
+  task = load_task(config)
   hparams = task.hparams(config.hparams)
   tf_keras.utils.set_random_seed(config.seed)
-  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  inputs = ModelInputs.from_fn_args(fn_args)
   strategy = strategy_lib.get_strategy(config.distribution_strategy, config.num_gpus, config.tpu)
   logging.info('Training %s (%s) with %s on %d replica(s), hparams %s', config.task,
                config.model_type, type(strategy).__name__, strategy.num_replicas_in_sync, hparams)
 
   with strategy.scope():
-    model = task.build_model(tft_output, config.model_type, hparams)
-    model.compile(optimizer=task.build_optimizer(hparams), loss=task.build_losses(hparams),
-                  metrics=task.build_metrics(hparams),
-                  steps_per_execution=min(config.steps_per_execution, config.log_every_steps))
-  all_features = tft_output.transformed_feature_spec()
-  feature_spec = {k: all_features[k] for k in _input_names(model) + [task.label_key]}
-  train = make_dataset(fn_args.train_files, feature_spec, task.label_key, config.batch_size,
-                       training=True, cache=config.cache_dataset,
-                       shuffle_buffer=config.shuffle_buffer, seed=config.seed)
+    model = task.build_model(inputs, config.model_type, hparams)
+    task.compile(model, hparams, min(config.steps_per_execution, config.log_every_steps))
+  feature_spec = {k: inputs.feature_spec[k]
+                  for k in task.model_features(model, inputs) + [task.label_key]}
+  data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config)
+  callbacks = [tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
+  task.train(model, data, fn_args.train_steps, callbacks)
+
   evaluation = make_dataset(fn_args.eval_files, feature_spec, task.label_key,
                             config.eval_batch_size, training=False)
-
-  steps = int(fn_args.train_steps)
-  per_epoch = min(config.log_every_steps, steps)
-  callbacks = [tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch'),
-               _ThroughputLogger(per_epoch, config.batch_size)]
-  epochs, remainder = divmod(steps, per_epoch)
-  model.fit(train, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=0)
-  if remainder:
-    model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
-              callbacks=callbacks, verbose=0)
   if not fn_args.eval_steps:  # A pass of unknown length needs one step per execution.
     with strategy.scope():
-      model.compile(optimizer=model.optimizer, loss=model.loss, metrics=task.build_metrics(hparams))
+      task.compile(model, hparams, 1, optimizer=model.optimizer)
   results = model.evaluate(evaluation, steps=fn_args.eval_steps or None, return_dict=True,
                            verbose=0)
   logging.info('End-of-training evaluation: %s', results)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'eval_metrics.json'), 'w') as f:
     json.dump({k: float(v) for k, v in results.items()}, f, indent=2)
-  export_serving_model(model, task, tft_output, fn_args.serving_model_dir)
+  export_serving_model(model, task, inputs, fn_args.serving_model_dir)

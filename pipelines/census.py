@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
-import preprocessing
-from components.text_example_gen import TextLineExampleGen
 from pipelines import spec
 from preprocessing import census
-
-SCHEMA_FILE = os.path.join(os.path.dirname(preprocessing.__file__), 'schemas', 'census.pbtxt')
-
-
-def example_gen(input_base, patterns, max_malformed_fraction):
-  """Reads adult.data / adult.test in their raw UCI format (see preprocessing.census.parse_line)."""
-  return TextLineExampleGen(input_base=input_base, splits=patterns,
-                            line_parser='preprocessing.census.parse_line',
-                            max_malformed_fraction=max_malformed_fraction)
-
 
 SPEC = spec.register(spec.ModelSpec(
     name='census',
     dataset=census.DATASET,
-    example_gen=example_gen,
-    schema_file=SCHEMA_FILE,
+    # The raw UCI format as it is: see preprocessing.census.parse_line.
+    example_gen=spec.text_line_example_gen('preprocessing.census.parse_line'),
+    schema_file=spec.curated_schema('census'),
     preprocessing_fn='preprocessing.census.preprocessing_fn',
     task='model_fns.census.CensusTask',
     model_types=('wide_deep', 'wide', 'deep'),

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import warnings
+from typing import Dict, List, Tuple
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -26,6 +27,7 @@ from absl import app, flags, logging
 from beam_runner import options as beam_options
 from model_fns.strategy import STRATEGIES
 from pipelines import spec as spec_lib
+from pipelines import factory
 from pipelines.factory import RunConfig
 from preprocessing import datasets
 
@@ -49,29 +51,56 @@ flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strate
 flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
                      'multi-process.')
 flags.DEFINE_boolean('enable_cache', True, 'Reuse the outputs of unchanged components.')
-flags.DEFINE_float('max_malformed_fraction', 0.001, 'Fail when more than this fraction of a '
-                   'split\'s raw rows is malformed.')
+flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fraction of a '
+                   'split\'s raw rows is malformed; default: the model\'s (census 0.001, higgs 0: '
+                   'the first malformed row fails the run).')
 flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- and '
                      'post-transform statistics (slower).')
 flags.DEFINE_string('train_data', None, 'Read the train split from this file instead of the '
                     'canonical one (same raw format; not checksummed).')
 flags.DEFINE_string('eval_data', None, 'Likewise for the eval split.')
+flags.DEFINE_boolean('sample', False, 'Read the dataset\'s small real samples from the data root '
+                     'instead of its canonical files (higgs: HIGGS.sample-11k.csv to train, '
+                     'HIGGS.sample-5k.csv to evaluate).')
+# Row ranges, named as in the seed (official/boosted_trees/train_higgs.py). Rows are the lines of
+# the split's file, from 0; the default is the dataset's range for its canonical file (higgs: the
+# first 1,000,000 rows to train, 1,000,000 rows from row 10,000,000 to evaluate), else all rows.
+for _split in ('train', 'eval'):
+  flags.DEFINE_integer(f'{_split}_start', None, f'First row of the {_split} split\'s file to read.',
+                       lower_bound=0)
+  flags.DEFINE_integer(f'{_split}_count', None, f'Rows of the {_split} split\'s file to read.',
+                       lower_bound=1)
+# Hyperparameter flags of the seed models; each overrides the --hparams entry of the same name.
+flags.DEFINE_float('learning_rate', None, 'Learning rate (census: Adam; higgs: the boosting '
+                   'shrinkage, seed 0.1).')
+flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).')
+flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).')
+HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth')
 
 USAGE = 'usage: official-tfx run MODEL [flags] | official-tfx list'
 
 
-def _split_files(spec) -> dict:
-  overrides = {'train': FLAGS.train_data, 'eval': FLAGS.eval_data}
-  files = {}
-  for split, name in spec.dataset.splits.items():
-    if overrides.get(split):
-      path = os.path.abspath(overrides[split])
-      if not os.path.isfile(path):
-        raise datasets.DatasetError(f'--{split}_data: no file at {path}')
-      files[split] = path
-    else:
-      files[split] = datasets.resolve_file(spec.dataset, name, FLAGS.data_root, FLAGS.cache_dir)
-  return files
+def _split_files(spec) -> Tuple[Dict[str, str], List[str]]:
+  """({split: raw file}, the splits read from their canonical file), from the data flags.
+
+  A split comes from `--<split>_data` when given (unverified), else from the dataset's sample
+  (`--sample`) or canonical file, resolved and verified (preprocessing.datasets).
+  """
+  if FLAGS.sample and not spec.dataset.sample_splits:
+    raise datasets.DatasetError(f'--sample: {spec.name} has no sample files')
+  names = spec.dataset.sample_splits if FLAGS.sample else spec.dataset.splits
+  files, canonical = {}, []
+  for split, name in names.items():
+    given = getattr(FLAGS, f'{split}_data', None)
+    if given:
+      files[split] = os.path.abspath(given)
+      if not os.path.isfile(files[split]):
+        raise datasets.DatasetError(f'--{split}_data: no file at {files[split]}')
+      continue
+    files[split] = datasets.resolve_file(spec.dataset, name, FLAGS.data_root, FLAGS.cache_dir)
+    if not FLAGS.sample:
+      canonical.append(split)
+  return files, canonical
 
 
 def _print_result(summary) -> None:
@@ -94,6 +123,9 @@ def run_command(model: str) -> int:
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
   logging.get_absl_handler().use_absl_log_file('official_tfx', os.path.join(output_dir, 'logs'))
+  for name in HPARAM_FLAGS:
+    if getattr(FLAGS, name) is not None:
+      hparams[name] = getattr(FLAGS, name)
   config = RunConfig(
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
       batch_size=FLAGS.batch_size, hparams=hparams,
@@ -103,10 +135,15 @@ def run_command(model: str) -> int:
       transform_statistics=FLAGS.transform_statistics)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.
   try:
-    split_files = _split_files(spec)
+    split_files, canonical = _split_files(spec)
+    config.row_ranges = factory.row_ranges(
+        spec, canonical, {split: (getattr(FLAGS, f'{split}_start'), getattr(FLAGS, f'{split}_count'))
+                          for split in split_files})
     print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
     for split, path in split_files.items():
-      print(f'  {split}: {path}')
+      first, count = config.row_ranges.get(split, (0, None))
+      rows = f' (rows {first} to {"the end" if count is None else first + count - 1})'
+      print(f'  {split}: {path}{rows if (first, count) != (0, None) else ""}')
     summary = runner.run(spec, config, split_files)
   except Exception as e:  # pylint: disable=broad-except
     logging.exception('Run failed')

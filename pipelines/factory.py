@@ -2,9 +2,10 @@
 
 ExampleGen (the spec's raw-format reader) -> StatisticsGen -> ImportSchemaGen (the curated schema)
 -> ExampleValidator -> AnomaliesGate (stops the run on any anomaly) -> Transform (the spec's
-preprocessing_fn by module path) -> Trainer (the shared `model_fns.trainer.run_fn`) -> Resolver of
-the latest blessed model -> Evaluator (TFMA, blessing against the thresholds and the baseline) ->
-Pusher (only a blessed model). Caching is on by default.
+preprocessing_fn by module path; left out for a model that reads the raw examples) -> Trainer (the
+shared `model_fns.trainer.run_fn`) -> Resolver of the latest blessed model -> Evaluator (TFMA,
+blessing against the thresholds and the baseline) -> Pusher (only a blessed model). Caching is on
+by default.
 
 The same pipeline object runs under LocalDagRunner (the embedded default), the `tfx` CLI, Airflow and
 Kubeflow: only the runner changes.
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfx import v1 as tfx
 
 from components.anomalies_gate import AnomaliesGate
-from components.text_example_gen import DEFAULT_MAX_MALFORMED_FRACTION
-from model_fns.trainer import TrainerConfig
+from model_fns.trainer import TrainerConfig, load_task
 from pipelines.spec import ModelSpec
 
 RUN_FN = 'model_fns.trainer.run_fn'
@@ -40,6 +40,7 @@ class RunConfig:
     enable_cache: reuse the outputs of a component whose inputs and settings are unchanged.
     max_malformed_fraction: ExampleGen fails when more of a split's rows are malformed.
     transform_statistics: let Transform compute pre/post-transform statistics (slower).
+    row_ranges: split -> (first row, number of rows or None) of its file; see `row_ranges()`.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -51,8 +52,9 @@ class RunConfig:
   tpu: Optional[str] = None
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
   enable_cache: bool = True
-  max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
+  max_malformed_fraction: Optional[float] = None
   transform_statistics: bool = False
+  row_ranges: Dict[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
 
   @property
   def pipeline_root(self) -> str:
@@ -74,16 +76,43 @@ def split_patterns(split_files: Mapping[str, str]) -> Dict[str, Any]:
   return input_base, {split: os.path.relpath(p, input_base) for split, p in paths.items()}
 
 
+def row_ranges(spec: ModelSpec, canonical_splits: Sequence[str],
+               overrides: Optional[Mapping[str, Tuple[Optional[int], Optional[int]]]] = None
+               ) -> Dict[str, Tuple[int, Optional[int]]]:
+  """Each split's (first row, number of rows or None for the rest).
+
+  A split read from its canonical file starts from the dataset's range (the seed's HIGGS split);
+  a split read from another file starts from the whole file. `overrides` replaces either part
+  where it is not None (the `--<split>_start` / `--<split>_count` flags).
+  """
+  ranges = {}
+  for split in spec.dataset.splits:
+    first, count = (spec.dataset.row_ranges.get(split, (0, None)) if split in canonical_splits
+                    else (0, None))
+    new_first, new_count = (overrides or {}).get(split, (None, None))
+    first = first if new_first is None else new_first
+    count = count if new_count is None else new_count
+    if (first, count) != (0, None):
+      ranges[split] = (first, count)
+  return ranges
+
+
 def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
-  """The shared trainer's settings for this spec and run; raises ValueError on a bad model type."""
+  """The shared trainer's settings for this spec and run, checked against the task.
+
+  Raises:
+    ValueError: an unknown model type or hyperparameter, or a strategy the task does not support.
+  """
   model_type = config.model_type or spec.default_model_type
   if model_type not in spec.model_types:
     raise ValueError(f'unknown model type {model_type!r} for {spec.name}; expected one of '
                      f'{", ".join(spec.model_types)}')
-  return TrainerConfig(task=spec.task, model_type=model_type, hparams=dict(config.hparams),
-                       batch_size=config.batch_size or spec.batch_size,
-                       distribution_strategy=config.distribution_strategy,
-                       num_gpus=config.num_gpus, tpu=config.tpu)
+  trainer = TrainerConfig(task=spec.task, model_type=model_type, hparams=dict(config.hparams),
+                          batch_size=config.batch_size or spec.batch_size,
+                          distribution_strategy=config.distribution_strategy,
+                          num_gpus=config.num_gpus, tpu=config.tpu)
+  load_task(trainer)
+  return trainer
 
 
 def create_pipeline(spec: ModelSpec, config: RunConfig,
@@ -101,33 +130,47 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
     at `config.metadata_path`.
 
   Raises:
-    ValueError: bad model type, or non-positive train steps or batch size.
+    ValueError: bad model type, hyperparameter or strategy; non-positive train steps or batch
+      size; train steps for a task that does not train by steps.
   """
+  if spec.train_steps is None and config.train_steps is not None:
+    raise ValueError(f'{spec.name} does not train by steps: --train_steps does not apply')
   train_steps = config.train_steps or spec.train_steps
-  if train_steps <= 0 or (config.batch_size is not None and config.batch_size <= 0):
+  if ((train_steps is not None and train_steps <= 0)
+      or (config.batch_size is not None and config.batch_size <= 0)):
     raise ValueError('train_steps and batch_size must be positive')
   input_base, patterns = split_patterns(split_files)
+  max_malformed = (spec.max_malformed_fraction if config.max_malformed_fraction is None
+                   else config.max_malformed_fraction)
 
-  example_gen = spec.example_gen(input_base, patterns, config.max_malformed_fraction)
+  example_gen = spec.example_gen(input_base, patterns, max_malformed, config.row_ranges)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
-  transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
-      preprocessing_fn=spec.preprocessing_fn,
-      force_tf_compat_v1=spec.transform_tf_compat_v1,
-      disable_statistics=not config.transform_statistics)
-  transform.add_upstream_node(anomalies_gate)
+  if spec.preprocessing_fn:
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
+        preprocessing_fn=spec.preprocessing_fn,
+        force_tf_compat_v1=spec.transform_tf_compat_v1,
+        disable_statistics=not config.transform_statistics)
+    transform.add_upstream_node(anomalies_gate)
+    training_inputs = {'examples': transform.outputs['transformed_examples'],
+                       'transform_graph': transform.outputs['transform_graph']}
+    preprocessing = [transform]
+  else:  # The model reads the raw examples; the gate still stops the run before the Trainer.
+    training_inputs = {'examples': example_gen.outputs['examples']}
+    preprocessing = []
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
-      examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(num_steps=train_steps),
       eval_args=tfx.proto.EvalArgs(),
-      custom_config=trainer_config(spec, config).to_custom_config())
+      custom_config=trainer_config(spec, config).to_custom_config(),
+      **training_inputs)
+  if not preprocessing:
+    trainer.add_upstream_node(anomalies_gate)
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -136,7 +179,8 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
-      eval_config=spec.evaluation.eval_config())
+      eval_config=spec.evaluation.eval_config(),
+      module_path=spec.model_ops_module)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
@@ -147,7 +191,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
       pipeline_name=spec.name,
       pipeline_root=config.pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                  transform, trainer, model_resolver, evaluator, pusher],
+                  *preprocessing, trainer, model_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           config.metadata_path),

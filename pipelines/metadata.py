@@ -147,7 +147,8 @@ def evaluation_metrics(uri: str, model_name: str = '') -> Dict[str, Dict[str, fl
 
 def summarize(store: mlmd.MetadataStore, pipeline_name: str, since_ms: int,
               summary_metrics: Dict[str, str]) -> Dict[str, Any]:
-  """The run summary's `stages`, `metrics`, `slices`, `blessed` and `pushed_model`, read from MLMD.
+  """The run summary's `stages`, `metrics`, `slices`, `blessed`, `pushed_model` and `examples`
+  (examples written per split by ExampleGen), read from MLMD.
 
   `metrics` maps the run-summary names of `summary_metrics` to the overall slice's values;
   `slices` holds every slice's values under TFMA's names.
@@ -155,10 +156,13 @@ def summarize(store: mlmd.MetadataStore, pipeline_name: str, since_ms: int,
   stages = stages_since(store, pipeline_name, since_ms)
   summary: Dict[str, Any] = {
       'stages': [{'name': s.name, 'seconds': s.seconds, 'cached': s.cached} for s in stages],
-      'metrics': {}, 'slices': {}, 'blessed': False, 'pushed_model': None}
+      'metrics': {}, 'slices': {}, 'blessed': False, 'pushed_model': None, 'examples': {}}
   for stage in stages:
     for artifact in output_artifacts(store, stage.execution_id):
       props = artifact.custom_properties
+      for key, value in props.items():  # ExampleGen's valid rows per split
+        if key.startswith('valid_rows_'):
+          summary['examples'][key[len('valid_rows_'):]] = value.int_value
       if stage.name == 'Evaluator' and artifact.uri and 'blessed' not in props:
         slices = evaluation_metrics(artifact.uri, model_name='candidate')
         summary['slices'] = {k: v for k, v in slices.items() if k}

@@ -4,7 +4,8 @@ and writes `run_summary.json`.
 The summary has the same keys for every model: `model`, `model_type`, `stages` (a list of
 `{name, seconds, cached}` in execution order), `metrics` (the spec's summary metrics of the overall
 slice, at least `accuracy` and `auc` for classifiers), `slices` (TFMA metrics per slice), `blessed`,
-`pushed_model` (the pushed SavedModel directory or null), `data` (the raw files read),
+`pushed_model` (the pushed SavedModel directory or null), `data` (per split: the raw `file`, the
+`first_row` and `num_rows` asked for, null meaning to the end, and the `examples` written),
 `wall_seconds` and `error` (null, or the message of the failure that stopped the run).
 """
 
@@ -70,8 +71,14 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
                                       since_ms, dict(spec.evaluation.summary_metrics)))
   else:
     summary.update({'stages': [], 'metrics': {}, 'slices': {}, 'blessed': False,
-                    'pushed_model': None})
-  summary.update({'data': dict(split_files), 'wall_seconds': round(wall, 2),
+                    'pushed_model': None, 'examples': {}})
+  examples = summary.pop('examples', {})
+  data = {}
+  for split, path in split_files.items():
+    first_row, num_rows = config.row_ranges.get(split, (0, None))
+    data[split] = {'file': path, 'first_row': first_row, 'num_rows': num_rows,
+                   'examples': examples.get(split)}
+  summary.update({'data': data, 'wall_seconds': round(wall, 2),
                   'error': None if error is None else f'{type(error).__name__}: {error}'})
   write_json_atomically(os.path.join(config.output_dir, SUMMARY_FILE), summary)
   if error is not None:

@@ -10,18 +10,39 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable, Dict, Mapping, Tuple
+import os
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import tensorflow_model_analysis as tfma
 from tfx.dsl.components.base import base_component
 
+from components.text_example_gen import DEFAULT_MAX_MALFORMED_FRACTION, TextLineExampleGen
+import preprocessing
 from preprocessing import datasets
 
 # Modules that register specs when imported; `get` imports them on first use.
-SPEC_MODULES = ('pipelines.census',)
+SPEC_MODULES = ('pipelines.census', 'pipelines.higgs')
 
-# (input_base, {split: file pattern relative to input_base}, max_malformed_fraction) -> ExampleGen
-ExampleGenFactory = Callable[[str, Mapping[str, str], float], base_component.BaseComponent]
+RowRanges = Mapping[str, Tuple[int, Optional[int]]]
+# (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,
+#  {split: (first row, number of rows or None)}) -> ExampleGen
+ExampleGenFactory = Callable[[str, Mapping[str, str], float, RowRanges],
+                             base_component.BaseComponent]
+
+
+def curated_schema(name: str) -> str:
+  """Path of the curated raw-example schema `preprocessing/schemas/<name>.pbtxt` (package data)."""
+  return os.path.join(os.path.dirname(preprocessing.__file__), 'schemas', f'{name}.pbtxt')
+
+
+def text_line_example_gen(line_parser: str) -> ExampleGenFactory:
+  """The ExampleGenFactory of a line-oriented raw format: a TextLineExampleGen that parses every
+  line with `line_parser` (module path, see components.text_example_gen)."""
+  def build(input_base, patterns, max_malformed_fraction, row_ranges):
+    return TextLineExampleGen(input_base=input_base, splits=patterns, line_parser=line_parser,
+                              max_malformed_fraction=max_malformed_fraction,
+                              row_ranges=row_ranges)
+  return build
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,29 +135,37 @@ class ModelSpec:
     dataset: the registered dataset (canonical files, splits).
     example_gen: builds the ExampleGen that reads the raw canonical format.
     schema_file: the curated schema (schema.pbtxt) of the raw examples.
-    preprocessing_fn: module path of the tf.Transform preprocessing_fn.
+    preprocessing_fn: module path of the tf.Transform preprocessing_fn, or None for a model that
+      reads the raw examples (the pipeline then has no Transform).
     task: module path of the `model_fns.trainer.KerasTask` class.
     model_types: the accepted `--model_type` values; the first is the default.
-    train_steps, batch_size: training defaults.
+    train_steps: default training steps, or None for a task that does not train by steps (and
+      then refuses `--train_steps`).
+    batch_size: default global batch size.
     evaluation: TFMA metrics, slices and blessing.
     description: one line for `official-tfx list`.
     transform_tf_compat_v1: run the preprocessing_fn in tf.Transform's TF1 graph mode
       (`force_tf_compat_v1`). Measured on census: Transform 35 s instead of 60-93 s in TF2 mode,
       where tracing the preprocessing_fn dominates; the transform graph loads in TF2 all the same.
       Turn off for a preprocessing_fn that needs TF2-only ops.
+    max_malformed_fraction: default of `--max_malformed_fraction` (see TextLineExampleGen).
+    model_ops_module: module path the Evaluator imports before it loads the model, for a
+      SavedModel with custom ops (TF Decision Forests' inference op); None for plain TF ops.
   """
   name: str
   dataset: datasets.Dataset
   example_gen: ExampleGenFactory
   schema_file: str
-  preprocessing_fn: str
+  preprocessing_fn: Optional[str]
   task: str
   model_types: Tuple[str, ...]
-  train_steps: int
+  train_steps: Optional[int]
   batch_size: int
   evaluation: EvalSpec
   description: str = ''
   transform_tf_compat_v1: bool = True
+  max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
+  model_ops_module: Optional[str] = None
 
   @property
   def default_model_type(self) -> str:

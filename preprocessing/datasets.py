@@ -1,7 +1,9 @@
 """Registry of the canonical public datasets and the resolution of their files.
 
 Every dataset names its files with the canonical download address and the SHA-256 of the file's
-*uncompressed* bytes, so that a plain copy and a gzipped copy of the same file both verify.
+*uncompressed* bytes, so that a plain copy and a gzipped copy of the same file both verify. A file that
+is distributed gzipped (HIGGS.csv.gz) may instead carry the SHA-256 of its `.gz` bytes: only the
+gzipped copy then verifies, and a check does not have to inflate gigabytes.
 
 Resolution order for a file `NAME` of dataset `DS`:
 
@@ -43,15 +45,22 @@ class DataFile:
   """One canonical file of a dataset.
 
   Attributes:
-    name: canonical file name, e.g. `adult.data`.
-    url: canonical download address.
-    sha256: hex SHA-256 of the uncompressed bytes.
+    name: canonical file name, uncompressed, e.g. `adult.data` or `HIGGS.csv`.
+    url: canonical download address (of the `.gz` when the file is distributed gzipped), or None
+      for a file that only a data root provides (a converted sample).
+    sha256: hex SHA-256 of the uncompressed bytes, or None when only `gz_sha256` is known.
     size: size in bytes of the uncompressed file (for messages only; None if unknown).
+    gz_sha256: hex SHA-256 of the canonical `NAME.gz` as distributed, or None.
   """
   name: str
-  url: str
-  sha256: str
+  url: Optional[str]
+  sha256: Optional[str]
   size: Optional[int] = None
+  gz_sha256: Optional[str] = None
+
+  def __post_init__(self):
+    if not (self.sha256 or self.gz_sha256):
+      raise ValueError(f'{self.name}: a DataFile needs sha256 or gz_sha256')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +71,21 @@ class Dataset:
     name: registry key and the data root's sub-folder, e.g. `census`.
     files: the canonical files.
     splits: pipeline split name -> file name, e.g. {'train': 'adult.data', 'eval': 'adult.test'}.
+      Two splits may read different rows of one file (see `row_ranges`).
     citation: the source to cite, with its licence.
+    row_ranges: split name -> (first row, number of rows or None for the rest) of that split's
+      canonical file; rows are the file's lines, counted from 0. A split not listed reads the
+      whole file. E.g. the seed's HIGGS split: {'train': (0, 1_000_000),
+      'eval': (10_000_000, 1_000_000)}.
+    sample_splits: split name -> file name of a small sample in the same layout, read instead of
+      `splits` when asked for (`--sample`); a sample is read whole.
   """
   name: str
   files: Tuple[DataFile, ...]
   splits: Mapping[str, str]
   citation: str = ''
+  row_ranges: Mapping[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
+  sample_splits: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   def file(self, name: str) -> DataFile:
     for data_file in self.files:
@@ -102,9 +120,13 @@ def get(name: str) -> Dataset:
     raise KeyError(f'unknown dataset {name!r}; known: {sorted(_REGISTRY)}') from None
 
 
-def sha256_of_uncompressed(path: str) -> str:
-  """Hex SHA-256 of the file's bytes, gunzipped first when the name ends in `.gz`."""
-  opener = gzip.open if path.endswith('.gz') else open
+def sha256_of_file(path: str, uncompressed: bool = True) -> str:
+  """Hex SHA-256 of the file's bytes; gunzipped first when `uncompressed` and the name ends in `.gz`.
+
+  Raises:
+    DatasetError: the file cannot be read or is not valid gzip.
+  """
+  opener = gzip.open if uncompressed and path.endswith('.gz') else open
   digest = hashlib.sha256()
   try:
     with opener(path, 'rb') as f:
@@ -117,11 +139,20 @@ def sha256_of_uncompressed(path: str) -> str:
 
 def verify(path: str, data_file: DataFile) -> None:
   """Raises DatasetError unless `path` holds the bytes of `data_file` (compressed or not)."""
-  actual = sha256_of_uncompressed(path)
-  if actual != data_file.sha256:
+  gzipped = path.endswith('.gz')
+  if gzipped and data_file.gz_sha256:
+    expected, actual, what = data_file.gz_sha256, sha256_of_file(path, False), 'gzipped'
+  elif data_file.sha256:
+    expected, actual, what = data_file.sha256, sha256_of_file(path), 'uncompressed'
+  else:
     raise DatasetError(
-        f'{path}: checksum mismatch for {data_file.name}: expected SHA-256 {data_file.sha256} '
-        f'of the uncompressed bytes, got {actual}. The file is corrupt, truncated or not the '
+        f'{path}: {data_file.name} can only be verified as the canonical {data_file.name}.gz '
+        f'(SHA-256 {data_file.gz_sha256}); keep the download gzipped, or pass the file as '
+        f'--train_data / --eval_data, which reads it unverified.')
+  if actual != expected:
+    raise DatasetError(
+        f'{path}: checksum mismatch for {data_file.name}: expected SHA-256 {expected} '
+        f'of the {what} bytes, got {actual}. The file is corrupt, truncated or not the '
         f'canonical {data_file.name} ({data_file.url}).')
 
 
@@ -139,6 +170,9 @@ def _candidates(folder: str, name: str) -> Sequence[str]:
 
 def _download(data_file: DataFile, destination: str) -> None:
   """Downloads to a temporary file beside `destination`, verifies, then renames (never half-written)."""
+  if not data_file.url:
+    raise DatasetError(f'{data_file.name} cannot be downloaded (no public copy in this layout): '
+                       f'set --data_root or ${DATA_ROOT_ENV} to a folder that holds it')
   os.makedirs(os.path.dirname(destination), exist_ok=True)
   logging.info('Downloading %s from %s', data_file.name, data_file.url)
   fd, tmp = tempfile.mkstemp(prefix=data_file.name + '.', suffix='.part',
@@ -188,12 +222,23 @@ def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
   if found:
     verify(found[0], data_file)
     return found[0]
-  _download(data_file, looked[0])
-  return looked[0]
+  destination = looked[1] if data_file.url.endswith('.gz') else looked[0]
+  _download(data_file, destination)
+  return destination
 
 
 def resolve_splits(dataset: Dataset, data_root: Optional[str] = None,
-                   cache_dir: Optional[str] = None) -> Dict[str, str]:
-  """Resolves every split's file: returns {split name: verified local path}. See `resolve_file`."""
+                   cache_dir: Optional[str] = None, sample: bool = False) -> Dict[str, str]:
+  """Resolves every split's file: returns {split name: verified local path}. See `resolve_file`.
+
+  Args:
+    sample: resolve `dataset.sample_splits` instead of `dataset.splits`.
+
+  Raises:
+    DatasetError: as `resolve_file`, or `sample` for a dataset without samples.
+  """
+  splits = dataset.sample_splits if sample else dataset.splits
+  if sample and not splits:
+    raise DatasetError(f'dataset {dataset.name!r} has no sample files')
   return {split: resolve_file(dataset, name, data_root, cache_dir)
-          for split, name in dataset.splits.items()}
+          for split, name in splits.items()}

@@ -1,0 +1,39 @@
+"""HIGGS: the seed's boosted trees classifier (TF Decision Forests) as a spec of the shared pipeline.
+
+No Transform (trees need no scaling; see preprocessing.higgs): the Trainer reads the raw examples
+and the exported model scores serialized raw tf.Examples as they are.
+"""
+
+from __future__ import annotations
+
+from pipelines import spec
+from preprocessing import higgs
+
+SPEC = spec.register(spec.ModelSpec(
+    name='higgs',
+    dataset=higgs.DATASET,
+    # HIGGS.csv as UCI publishes it: see preprocessing.higgs.parse_line.
+    example_gen=spec.text_line_example_gen('preprocessing.higgs.parse_line'),
+    schema_file=spec.curated_schema('higgs'),
+    preprocessing_fn=None,
+    task='model_fns.higgs.HiggsTask',
+    model_types=('gradient_boosted_trees',),
+    train_steps=None,  # one pass over the data; the length is num_trees
+    batch_size=2000,  # examples per tf.data batch while TF-DF collects the training split
+    evaluation=spec.EvalSpec(
+        label_key=higgs.LABEL_KEY,
+        metrics=('ExampleCount', 'BinaryAccuracy', 'AUC', 'BinaryCrossentropy', 'MeanLabel',
+                 'MeanPrediction'),
+        # Bars for the offline samples (train HIGGS.sample-11k, eval HIGGS.sample-5k), which also
+        # hold for the seed's 1M-row training set (more rows only help): TF-DF with the seed's
+        # settings measured 0.713 / 0.789 on the samples (../shared/docs/design.md), a tuned
+        # boosting library about 0.72 / 0.79; the seed reports 0.74 accuracy on 1M rows. Chance
+        # is the majority rate of the eval rows: 0.537 on the 5k sample.
+        thresholds=(spec.Threshold('binary_accuracy', lower_bound=0.70),
+                    spec.Threshold('auc', lower_bound=0.77)),
+        summary_metrics={'accuracy': 'binary_accuracy', 'auc': 'auc',
+                         'log_loss': 'binary_crossentropy', 'example_count': 'example_count'}),
+    description='gradient boosted trees (TF Decision Forests) of signal vs background on UCI HIGGS',
+    # HIGGS is machine-written: any malformed row means a corrupt or foreign file.
+    max_malformed_fraction=0.0,
+    model_ops_module='model_fns.higgs'))
