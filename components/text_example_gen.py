@@ -205,14 +205,16 @@ def custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
-                        split_pattern: str) -> beam.pvalue.PCollection:
-  """Reads the files matching `split_pattern` under input_base into tf.Examples (see module doc)."""
+                        split_pattern: str, split: Optional[str] = None) -> beam.pvalue.PCollection:
+  """Reads the files matching `split_pattern` under input_base into tf.Examples (see module doc).
+
+  `split` names the split (its row range and reports); TFX's default caller passes only the
+  pattern, which then stands for the split.
+  """
   config = custom_config(exec_properties)
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   pattern = os.path.join(input_base, split_pattern)
-  input_config = example_gen_pb2.Input()
-  proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-  split = next((s.name for s in input_config.splits if s.pattern == split_pattern), split_pattern)
+  split = split or split_pattern
   paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
   if not paths:
     raise FileNotFoundError(f'split {split!r}: no file matches {pattern}')
@@ -255,6 +257,18 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _TextLinesToExample
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+                             ) -> Dict[str, beam.pvalue.PCollection]:
+    """One PCollection of tf.Examples per input split, each read knowing its split name: two
+    splits may read the same file (different row ranges), so a pattern does not name a split."""
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
+    return {split.name: pipeline | f'InputToRecord[{split.name}]' >> _TextLinesToExample(  # pylint: disable=no-value-for-parameter
+                exec_properties, split.pattern, split=split.name)
+            for split in input_config.splits}
 
   def Do(self, input_dict, output_dict, exec_properties):
     examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
@@ -322,4 +336,6 @@ class TextLineExampleGen(FileBasedExampleGen):
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name=name, pattern=pattern)
             for name, pattern in splits.items()]),
+        # Output splits are the input splits, even for one split (no 2:1 hash re-split).
+        output_config=example_gen_pb2.Output(),
         custom_config=example_gen_pb2.CustomConfig(custom_config=packed))
