@@ -13,11 +13,7 @@ import time
 
 PROCESS_START = time.time()
 
-import json  # pylint: disable=g-import-not-at-top,wrong-import-position
-import os
-import shutil
-import sys
-import tempfile
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
 import warnings
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -27,8 +23,8 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 
 from beam_runner import options as beam_options
-from pipelines import runner, spec as spec_lib
-from pipelines.factory import RunConfig
+import common  # benchmarks/common.py, beside this script
+from pipelines import spec as spec_lib
 from preprocessing import datasets
 
 # Plain TFX, penguin-style census pipeline on this machine class (../shared/docs/design.md).
@@ -48,26 +44,14 @@ def main(_):
   logging.set_verbosity(logging.WARNING)
   spec = spec_lib.get('census')
   files = datasets.resolve_splits(spec.dataset, data_root=FLAGS.data_root)
-  output_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix='census-bench-')
-  if os.path.exists(os.path.join(output_dir, 'metadata.sqlite')):
-    sys.exit(f'{output_dir} holds an earlier run: a cold benchmark needs an empty directory')
-  config = RunConfig(output_dir=output_dir, model_type=FLAGS.model_type, train_steps=2000,
-                     batch_size=256,
-                     beam_pipeline_args=beam_options.direct_runner_args(
-                         FLAGS.beam_direct_num_workers))
-  try:
-    summary = runner.run(spec, config, files, progress=False)
-  finally:
-    if not FLAGS.output_dir:
-      shutil.rmtree(output_dir, ignore_errors=True)
+  summary = common.cold_run(spec, files, FLAGS.output_dir, model_type=FLAGS.model_type,
+                            train_steps=2000, batch_size=256,
+                            beam_pipeline_args=beam_options.direct_runner_args(
+                                FLAGS.beam_direct_num_workers))
   process = time.time() - PROCESS_START
-  seconds = {('ExampleGen' if s['name'] == 'TextLineExampleGen' else s['name']): s['seconds']
-             for s in summary['stages']}
+  seconds = common.stage_seconds(summary)
   print(f'census {FLAGS.model_type}, 2000 steps x 256, DirectRunner x{FLAGS.beam_direct_num_workers}')
-  print(f'{"stage":32s} {"seconds":>8s} {"plain TFX":>10s}')
-  for name, stage_seconds in seconds.items():
-    ref = REFERENCE.get(name)
-    print(f'{name:32s} {stage_seconds:8.1f} {"" if ref is None else f"{ref:10.1f}"}')
+  common.print_stages(seconds, REFERENCE, 'plain TFX')
   pipeline = summary['wall_seconds']
   figures = {
       'stages': seconds, 'pipeline_seconds': pipeline, 'process_seconds': round(process, 1),
@@ -83,9 +67,7 @@ def main(_):
         f'Evaluator {figures["evaluator_rows_per_s"]} rows/s')
   print(f'accuracy {figures["accuracy"]:.4f} (plain TFX {REFERENCE["accuracy"]}), '
         f'AUC {figures["auc"]:.4f}, blessed {summary["blessed"]}')
-  if FLAGS.json:
-    with open(FLAGS.json, 'w') as f:
-      json.dump(figures, f, indent=2)
+  common.write_json(FLAGS.json, figures)
 
 
 if __name__ == '__main__':

@@ -32,7 +32,8 @@ SPEC = spec.register(spec.ModelSpec(
         thresholds=(spec.Threshold('binary_accuracy', lower_bound=0.70),
                     spec.Threshold('auc', lower_bound=0.77)),
         summary_metrics={'accuracy': 'binary_accuracy', 'auc': 'auc',
-                         'log_loss': 'binary_crossentropy', 'example_count': 'example_count'}),
+                         'log_loss': 'binary_crossentropy', 'mean_label': 'mean_label',
+                         'example_count': 'example_count'}),
     description='gradient boosted trees (TF Decision Forests) of signal vs background on UCI HIGGS',
     # HIGGS is machine-written: any malformed row means a corrupt or foreign file.
     max_malformed_fraction=0.0,

@@ -3,8 +3,6 @@ Beam DirectRunner): blessing and push, serving, caching, the three model types, 
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from components.text_example_gen import to_example
 from pipelines import runner, spec as spec_lib
 from pipelines.factory import RunConfig
 from preprocessing import census, datasets
+from tests import helpers
 
 pytestmark = pytest.mark.e2e
 SEED_BAR = 0.83
@@ -130,10 +129,8 @@ def test_cli_reports_malformed_rows_and_pushes_nothing(tmp_path, adult_lines, ce
               'White, Male, 2174, 0, 40, United-States, <=50K'
   train_file = _write(tmp_path / 'adult.data', rows)
   out = tmp_path / 'out'
-  result = subprocess.run(
-      [sys.executable, '-m', 'pipelines.cli', 'run', 'census', f'--train_data={train_file}',
-       f'--eval_data={census_files["eval"]}', f'--output_dir={out}'],
-      capture_output=True, text=True, timeout=600, check=False)
+  result = helpers.run_cli('run', 'census', f'--train_data={train_file}',
+                           f'--eval_data={census_files["eval"]}', f'--output_dir={out}')
   assert result.returncode == 1, result.stderr[-3000:]
   assert '2 of 1000 rows are malformed' in result.stderr
   assert f'{train_file}:100: expected 15 comma-separated fields, found 3' in result.stderr

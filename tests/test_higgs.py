@@ -7,12 +7,11 @@ import json
 import os
 
 import pytest
-import tensorflow as tf
-from tfx.types import standard_artifacts
 
 from components import text_example_gen
 from pipelines import factory, spec as spec_lib
 from preprocessing import datasets, higgs
+from tests import helpers
 
 CANONICAL_LINE = ','.join(['1.000000000000000000e+00'] + ['8.692932128906250000e-01'] * 28)
 
@@ -91,20 +90,13 @@ def test_read_line_chunks_reads_only_the_row_range(tmp_path):
 
 
 def _run_example_gen(tmp_path, input_base, splits, row_ranges, max_fraction=0.0):
-  component = text_example_gen.TextLineExampleGen(
-      input_base=input_base, splits=splits, line_parser='preprocessing.higgs.parse_line',
-      max_malformed_fraction=max_fraction, row_ranges=row_ranges)
-  examples = standard_artifacts.Examples()
-  examples.uri = str(tmp_path / 'examples')
-  properties = {k: v for k, v in component.exec_properties.items() if v is not None}
-  text_example_gen.Executor().Do({}, {'examples': [examples]}, properties)
-  return examples
+  return helpers.run_example_gen(str(tmp_path), input_base, splits,
+                                 'preprocessing.higgs.parse_line', max_fraction, row_ranges)
 
 
 def _labels(uri, split):
-  files = tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*'))
-  return sorted(tf.train.Example.FromString(r.numpy()).features.feature['m_wwbb'].float_list.value[0]
-                for r in tf.data.TFRecordDataset(files, compression_type='GZIP'))
+  return sorted(e.features.feature['m_wwbb'].float_list.value[0]
+                for e in helpers.read_examples(uri, split))
 
 
 def test_two_splits_read_two_row_ranges_of_one_file(tmp_path, sample_files, sample_lines):

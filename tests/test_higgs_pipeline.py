@@ -3,8 +3,6 @@ embedded default: the issue's quality bar, blessing and push, serving raw exampl
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from components.text_example_gen import to_example
 from pipelines import runner, spec as spec_lib
 from pipelines.factory import RunConfig
 from preprocessing import datasets, higgs
+from tests import helpers
 
 pytestmark = pytest.mark.e2e
 
@@ -72,10 +71,8 @@ def test_cli_stops_on_a_bad_row_naming_its_line(tmp_path, sample_files):
   bad = tmp_path / 'train.csv'
   bad.write_text('\n'.join(lines) + '\n')
   out = tmp_path / 'out'
-  result = subprocess.run(
-      [sys.executable, '-m', 'pipelines.cli', 'run', 'higgs', f'--train_data={bad}',
-       f'--eval_data={sample_files["eval"]}', f'--output_dir={out}'],
-      capture_output=True, text=True, timeout=600, check=False)
+  result = helpers.run_cli('run', 'higgs', f'--train_data={bad}',
+                           f'--eval_data={sample_files["eval"]}', f'--output_dir={out}')
   assert result.returncode == 1, result.stderr[-3000:]
   assert '1 of 2000 rows are malformed' in result.stderr
   assert f"{bad}:1234: field lepton_pt: expected a number, got '1.5e" in result.stderr

@@ -5,10 +5,8 @@ import json
 import os
 
 import pytest
-import tensorflow as tf
-from tfx.types import standard_artifacts
 
-from components import text_example_gen
+from tests import helpers
 
 BAD_LINES = ['39, State-gov, 77516',  # too few fields
              'x, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, '
@@ -21,20 +19,12 @@ def _run_executor(tmp_path, train_lines, eval_lines, max_fraction):
   with gzip.open(data / 'train.txt.gz', 'wt') as f:
     f.write('\n'.join(train_lines) + '\n')
   (data / 'eval.txt').write_text('\n'.join(eval_lines) + '\n')
-  component = text_example_gen.TextLineExampleGen(
-      input_base=str(data), splits={'train': 'train.txt.gz', 'eval': 'eval.txt'},
-      line_parser='preprocessing.census.parse_line', max_malformed_fraction=max_fraction)
-  examples = standard_artifacts.Examples()
-  examples.uri = str(tmp_path / 'examples')
-  properties = {k: v for k, v in component.exec_properties.items() if v is not None}
-  text_example_gen.Executor().Do({}, {'examples': [examples]}, properties)
-  return examples
+  return helpers.run_example_gen(str(tmp_path), str(data),
+                                 {'train': 'train.txt.gz', 'eval': 'eval.txt'},
+                                 'preprocessing.census.parse_line', max_fraction)
 
 
-def _read(uri, split):
-  files = tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*'))
-  return [tf.train.Example.FromString(r.numpy())
-          for r in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+_read = helpers.read_examples
 
 
 def test_writes_typed_examples_and_reports_malformed_rows(tmp_path, adult_lines):

@@ -1,0 +1,61 @@
+"""What every model's benchmark shares: one cold pipeline run and its per-stage figures.
+
+A cold run needs an empty output directory (no cache, no earlier blessed model); by default it is a
+temporary directory, removed afterwards.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any, Dict, Mapping, Optional
+
+from pipelines import runner
+from pipelines.factory import RunConfig
+from pipelines.spec import ModelSpec
+
+
+def cold_run(spec: ModelSpec, split_files: Mapping[str, str], output_dir: Optional[str],
+             **config: Any) -> Dict[str, Any]:
+  """Runs `spec` once, uncached, and returns the run summary.
+
+  Args:
+    spec: the model.
+    split_files: {split: raw file}.
+    output_dir: keep the run here (must hold no earlier run); None: a removed temporary directory.
+    **config: RunConfig fields.
+
+  Raises:
+    SystemExit: `output_dir` holds an earlier run.
+  """
+  directory = output_dir or tempfile.mkdtemp(prefix=f'{spec.name}-bench-')
+  if os.path.exists(os.path.join(directory, 'metadata.sqlite')):
+    sys.exit(f'{directory} holds an earlier run: a cold benchmark needs an empty directory')
+  try:
+    return runner.run(spec, RunConfig(output_dir=directory, **config), split_files,
+                      progress=False)
+  finally:
+    if not output_dir:
+      shutil.rmtree(directory, ignore_errors=True)
+
+
+def stage_seconds(summary: Mapping[str, Any]) -> Dict[str, float]:
+  """{stage: seconds}, TextLineExampleGen reported as ExampleGen."""
+  return {('ExampleGen' if s['name'] == 'TextLineExampleGen' else s['name']): s['seconds']
+          for s in summary['stages']}
+
+
+def print_stages(seconds: Mapping[str, float], reference: Mapping[str, float],
+                 reference_name: str) -> None:
+  """A table of stage seconds, beside the reference's where it has the stage."""
+  print(f'{"stage":32s} {"seconds":>8s} {reference_name:>10s}')
+  for name, value in seconds.items():
+    ref = reference.get(name)
+    print(f'{name:32s} {value:8.1f} {"" if ref is None else f"{ref:10.1f}"}')
+
+
+def write_json(path: Optional[str], figures: Mapping[str, Any]) -> None:
+  if path:
+    with open(path, 'w') as f:
+      json.dump(figures, f, indent=2)
