@@ -212,8 +212,10 @@ def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
     looked = _candidates(os.path.join(os.path.abspath(data_root), dataset.name), name)
     found = [p for p in looked if os.path.isfile(p)]
     if not found:
+      hint = (f' Its small samples ({", ".join(sorted(set(dataset.sample_splits.values())))}) '
+              'are read with --sample.' if dataset.sample_splits else '')
       raise DatasetError(f'{name} of dataset {dataset.name!r} is missing: looked at '
-                         f'{", ".join(looked)} (data root {data_root!r}).')
+                         f'{", ".join(looked)} (data root {data_root!r}).{hint}')
     verify(found[0], data_file)
     return found[0]
   cache_dir = os.path.abspath(cache_dir or default_cache_dir())

@@ -57,6 +57,7 @@ def test_samples_resolve_verified_and_the_full_file_is_missing_offline(sample_fi
   with pytest.raises(datasets.DatasetError) as e:
     datasets.resolve_splits(higgs.DATASET, data_root=data_root)
   assert 'HIGGS.csv of dataset' in str(e.value) and 'HIGGS.csv.gz' in str(e.value)
+  assert 'are read with --sample' in str(e.value)
 
 
 def test_gz_checksum_verifies_the_gzipped_copy_only(tmp_path):
