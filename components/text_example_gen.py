@@ -23,7 +23,7 @@ import importlib
 import itertools
 import json
 import os
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -122,10 +122,10 @@ def read_line_chunks(path: str, chunk_lines: int = CHUNK_LINES, first_row: int =
 
 
 class _ParseLines(beam.DoFn):
-  """Parses chunks of numbered lines into tf.Examples.
+  """Parses chunks of numbered lines into rows ({feature: value} dicts).
 
-  Outputs: the examples; `malformed`: (path, line, reason, text) per bad line; `valid`: the number of
-  examples of each chunk.
+  Outputs: the rows; `malformed`: (path, line, reason, text) per bad line; `valid`: the number of
+  rows of each chunk.
   """
 
   def __init__(self, line_parser: str):
@@ -148,7 +148,7 @@ class _ParseLines(beam.DoFn):
       try:
         row = self._parse(text)
         if row is not None:
-          yield to_example(row)
+          yield row
           valid += 1
       except ValueError as e:
         yield beam.pvalue.TaggedOutput(_MALFORMED, (path, number, str(e), text))
@@ -211,6 +211,16 @@ def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
   `split` names the split (its row range and reports); TFX's default caller passes only the
   pattern, which then stands for the split.
   """
+  return (pipeline
+          | 'ReadRows' >> _TextLinesToRows(exec_properties, split_pattern, split)  # pylint: disable=no-value-for-parameter
+          | 'ToExample' >> beam.Map(to_example))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                     split_pattern: str, split: Optional[str] = None) -> beam.pvalue.PCollection:
+  """Reads the files matching `split_pattern` into rows, checking and reporting malformed lines."""
   config = custom_config(exec_properties)
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   pattern = os.path.join(input_base, split_pattern)
@@ -232,8 +242,8 @@ def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
                                                num_rows=num_rows)
             | 'Spread' >> beam.Reshuffle()
             | 'Parse' >> beam.ParDo(_ParseLines(config['line_parser'])).with_outputs(
-                _MALFORMED, _VALID, main='examples'))
-  examples, malformed = parsed.examples, parsed[_MALFORMED]
+                _MALFORMED, _VALID, main='rows'))
+  rows, malformed = parsed.rows, parsed[_MALFORMED]
   valid_count = parsed[_VALID] | 'CountValid' >> beam.CombineGlobally(sum)
   malformed_count = malformed | 'CountMalformed' >> beam.combiners.Count.Globally()
   first = malformed | 'FirstMalformed' >> beam.combiners.Top.Smallest(
@@ -249,7 +259,7 @@ def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
            threshold=float(config.get('max_malformed_fraction', DEFAULT_MAX_MALFORMED_FRACTION)),
            report_dir=exec_properties.get(REPORT_DIR_KEY),
            files=paths, row_range=(first_row, num_rows)))
-  return examples
+  return rows
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
@@ -266,9 +276,21 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
                               input_config)
     exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
-    return {split.name: pipeline | f'InputToRecord[{split.name}]' >> _TextLinesToExample(  # pylint: disable=no-value-for-parameter
-                exec_properties, split.pattern, split=split.name)
-            for split in input_config.splits}
+    config = custom_config(exec_properties)
+    if not config.get('split_fn'):
+      return {split.name: pipeline | f'InputToRecord[{split.name}]' >> _TextLinesToExample(  # pylint: disable=no-value-for-parameter
+                  exec_properties, split.pattern, split=split.name)
+              for split in input_config.splits}
+    (source,) = input_config.splits
+    rows = pipeline | f'InputToRows[{source.name}]' >> _TextLinesToRows(  # pylint: disable=no-value-for-parameter
+        exec_properties, source.pattern, split=source.name)
+    outputs = import_callable(config['split_fn'])(rows, **(config.get('split_fn_args') or {}))
+    expected = list(config['output_splits'])
+    if sorted(outputs) != sorted(expected):
+      raise ValueError(f'{config["split_fn"]} returned splits {sorted(outputs)}, expected '
+                       f'{sorted(expected)}')
+    return {name: outputs[name] | f'ToExample[{name}]' >> beam.Map(to_example)
+            for name in expected}
 
   def Do(self, input_dict, output_dict, exec_properties):
     examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
@@ -299,7 +321,9 @@ class TextLineExampleGen(FileBasedExampleGen):
 
   def __init__(self, input_base: str, splits: Dict[str, str], line_parser: str,
                max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION,
-               row_ranges: Optional[Mapping[str, Tuple[int, Optional[int]]]] = None):
+               row_ranges: Optional[Mapping[str, Tuple[int, Optional[int]]]] = None,
+               split_fn: Optional[str] = None, split_fn_args: Optional[Mapping[str, Any]] = None,
+               output_splits: Sequence[str] = ()):
     """Args:
       input_base: folder holding the raw files (any Beam file system).
       splits: split name -> file pattern relative to `input_base` (e.g. `adult.data*`). Two
@@ -309,11 +333,19 @@ class TextLineExampleGen(FileBasedExampleGen):
         malformed (0 <= value < 1; 0 fails on the first malformed row).
       row_ranges: split name -> (first row, number of rows or None for the rest), rows being the
         lines of the split's single file counted from 0. Splits not listed read everything.
+      split_fn: module path of `fn(rows, **split_fn_args) -> {split: PCollection of rows}`, which
+        builds the output splits from the rows of the one input split (MovieLens: leave-one-out
+        per user); None writes each input split as it is.
+      split_fn_args: JSON-serializable keyword arguments of `split_fn`.
+      output_splits: the names of the splits `split_fn` returns.
 
     Raises:
-      ValueError: `splits` is empty, `max_malformed_fraction` is out of range, or a row range
-        names an unknown split or has a negative start or a non-positive length.
+      ValueError: `splits` is empty, `max_malformed_fraction` is out of range, a row range
+        names an unknown split or has a negative start or a non-positive length, or `split_fn`
+        is given without one input split and `output_splits`.
     """
+    if split_fn and (len(splits) != 1 or not output_splits):
+      raise ValueError('split_fn needs exactly one input split and the output_splits it returns')
     if not splits:
       raise ValueError('splits must name at least one split')
     if not 0 <= max_malformed_fraction < 1:
@@ -328,7 +360,9 @@ class TextLineExampleGen(FileBasedExampleGen):
     struct = struct_pb2.Struct()
     struct.update({'line_parser': line_parser, 'max_malformed_fraction': max_malformed_fraction,
                    'row_ranges': {k: [int(a), None if b is None else int(b)]
-                                  for k, (a, b) in row_ranges.items()}})
+                                  for k, (a, b) in row_ranges.items()},
+                   'split_fn': split_fn, 'split_fn_args': dict(split_fn_args or {}),
+                   'output_splits': list(output_splits)})
     packed = any_pb2.Any()
     packed.Pack(struct)
     super().__init__(
@@ -336,6 +370,9 @@ class TextLineExampleGen(FileBasedExampleGen):
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name=name, pattern=pattern)
             for name, pattern in splits.items()]),
-        # Output splits are the input splits, even for one split (no 2:1 hash re-split).
-        output_config=example_gen_pb2.Output(),
+        # Output splits are the input splits, even for one split (no 2:1 hash re-split), or
+        # those of split_fn (the hash buckets are not used).
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1)
+            for name in (output_splits if split_fn else ())])),
         custom_config=example_gen_pb2.CustomConfig(custom_config=packed))

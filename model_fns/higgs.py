@@ -63,8 +63,8 @@ class HiggsTask(KerasTask):
               optimizer: Optional[tf_keras.optimizers.Optimizer] = None) -> None:
     model.compile(metrics=self.build_metrics(hparams))  # no optimizer, no loss: trees
 
-  def train(self, model: tf_keras.Model, data: TrainingData, train_steps: Optional[int],
-            callbacks: List[tf_keras.callbacks.Callback]) -> None:
+  def train(self, model: tf_keras.Model, data: TrainingData, hparams: Mapping[str, Any],
+            train_steps: Optional[int], callbacks: List[tf_keras.callbacks.Callback]) -> None:
     """One pass over the training split, then the Yggdrasil learner.
 
     Raises:

@@ -203,8 +203,8 @@ class KerasTask(abc.ABC):
                   loss=self.build_losses(hparams), metrics=self.build_metrics(hparams),
                   steps_per_execution=steps_per_execution)
 
-  def train(self, model: tf_keras.Model, data: TrainingData, train_steps: Optional[int],
-            callbacks: List[tf_keras.callbacks.Callback]) -> None:
+  def train(self, model: tf_keras.Model, data: TrainingData, hparams: Mapping[str, Any],
+            train_steps: Optional[int], callbacks: List[tf_keras.callbacks.Callback]) -> None:
     """Trains the compiled `model`: `train_steps` minibatch steps on `data.repeated()`, logged
     every `log_every_steps` steps.
 
@@ -221,6 +221,31 @@ class KerasTask(abc.ABC):
     if remainder:
       model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
                 callbacks=callbacks, verbose=0)
+
+  def evaluate(self, model: tf_keras.Model, hparams: Mapping[str, Any], eval_files: Sequence[str],
+               feature_spec: Mapping[str, Any], config: TrainerConfig,
+               eval_steps: Optional[int] = None) -> Dict[str, float]:
+    """The end-of-training evaluation on the eval split (logged only; TFMA's decides the
+    blessing). Default: `model.evaluate` with the task's metrics, one step per execution."""
+    evaluation = make_dataset(eval_files, feature_spec, self.label_key, config.eval_batch_size,
+                              training=False)
+    if not eval_steps:  # A pass of unknown length needs one step per execution.
+      with model.distribute_strategy.scope():
+        self.compile(model, hparams, 1, optimizer=model.optimizer)
+    results = model.evaluate(evaluation, steps=eval_steps or None, return_dict=True, verbose=0)
+    return {k: float(v) for k, v in results.items()}
+
+  def serve(self, model: tf_keras.Model, features: Mapping[str, Any],
+            input_names: Sequence[str]) -> Dict[str, tf.Tensor]:
+    """The serving signature's body after Transform: `features` are the transformed features of
+    a batch of raw examples. Default: `serving_outputs` of the model's predictions."""
+    return self.serving_outputs(model({k: features[k] for k in input_names}, training=False))
+
+  def extra_signatures(self, model: tf_keras.Model, inputs: ModelInputs,
+                       transform: Any) -> Dict[str, Any]:
+    """Signatures to export beside `serving_default`: {name: tf.function with an input
+    signature}; `transform` maps raw features to the model's. Default: none."""
+    return {}
 
   def serving_outputs(self, predictions: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Maps the model output to the serving signature's outputs.
@@ -290,7 +315,8 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelIn
   """Saves `model` as a SavedModel with a `serving_default` over serialized raw tf.Examples.
 
   Signature: input `examples` (tf.string [batch], serialized tf.Example with the raw features; the
-  label may be absent); outputs those of `task.serving_outputs`.
+  label may be absent); outputs those of `task.serve`. The task may add signatures
+  (`extra_signatures`).
   """
   raw_spec = dict(inputs.raw_feature_spec)
   raw_spec.pop(task.label_key, None)
@@ -303,16 +329,15 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelIn
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=SERVING_INPUT)])
   def serve(examples):
-    raw = tf.io.parse_example(examples, raw_spec)
-    transformed = transform(raw)
-    predictions = model({k: transformed[k] for k in input_names}, training=False)
-    return task.serving_outputs(predictions)
+    return task.serve(model, transform(tf.io.parse_example(examples, raw_spec)), input_names)
+
+  signatures = {'serving_default': serve, **task.extra_signatures(model, inputs, transform)}
 
   # A plain SavedModel, not a Keras one: TFMA then loads it once per worker with
   # tf.saved_model.load and computes only its own metrics, instead of reviving the Keras model in
   # every combiner and re-running its compiled metrics (measured on census: 7 Keras loads of
   # ~3.4 s and ~11 s of Keras metric updates, more than half the Evaluator's time).
-  tf.saved_model.save(model, export_dir, signatures={'serving_default': serve})
+  tf.saved_model.save(model, export_dir, signatures=signatures)
 
 
 def load_task(config: TrainerConfig) -> KerasTask:
@@ -361,16 +386,11 @@ def run_fn(fn_args: FnArgs) -> None:
                   for k in task.model_features(model, inputs) + [task.label_key]}
   data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config)
   callbacks = [tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
-  task.train(model, data, fn_args.train_steps, callbacks)
+  task.train(model, data, hparams, fn_args.train_steps, callbacks)
 
-  evaluation = make_dataset(fn_args.eval_files, feature_spec, task.label_key,
-                            config.eval_batch_size, training=False)
-  if not fn_args.eval_steps:  # A pass of unknown length needs one step per execution.
-    with strategy.scope():
-      task.compile(model, hparams, 1, optimizer=model.optimizer)
-  results = model.evaluate(evaluation, steps=fn_args.eval_steps or None, return_dict=True,
-                           verbose=0)
+  results = task.evaluate(model, hparams, fn_args.eval_files, feature_spec, config,
+                          fn_args.eval_steps)
   logging.info('End-of-training evaluation: %s', results)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'eval_metrics.json'), 'w') as f:
-    json.dump({k: float(v) for k, v in results.items()}, f, indent=2)
+    json.dump(results, f, indent=2)
   export_serving_model(model, task, inputs, fn_args.serving_model_dir)

@@ -137,7 +137,8 @@ def run_command(model: str) -> int:
   try:
     split_files, canonical = _split_files(spec)
     config.row_ranges = factory.row_ranges(
-        spec, canonical, {split: (getattr(FLAGS, f'{split}_start'), getattr(FLAGS, f'{split}_count'))
+        spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),
+                                  getattr(FLAGS, f'{split}_count', None))
                           for split in split_files})
     print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
     for split, path in split_files.items():

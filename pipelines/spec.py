@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import tensorflow_model_analysis as tfma
 from tfx.dsl.components.base import base_component
@@ -21,7 +22,7 @@ import preprocessing
 from preprocessing import datasets
 
 # Modules that register specs when imported; `get` imports them on first use.
-SPEC_MODULES = ('pipelines.census', 'pipelines.higgs')
+SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens')
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,
@@ -35,13 +36,14 @@ def curated_schema(name: str) -> str:
   return os.path.join(os.path.dirname(preprocessing.__file__), 'schemas', f'{name}.pbtxt')
 
 
-def text_line_example_gen(line_parser: str) -> ExampleGenFactory:
+def text_line_example_gen(line_parser: str, **split_fn: Any) -> ExampleGenFactory:
   """The ExampleGenFactory of a line-oriented raw format: a TextLineExampleGen that parses every
-  line with `line_parser` (module path, see components.text_example_gen)."""
+  line with `line_parser` (module path, see components.text_example_gen); `split_fn` holds its
+  split_fn, split_fn_args and output_splits, if any."""
   def build(input_base, patterns, max_malformed_fraction, row_ranges):
     return TextLineExampleGen(input_base=input_base, splits=patterns, line_parser=line_parser,
                               max_malformed_fraction=max_malformed_fraction,
-                              row_ranges=row_ranges)
+                              row_ranges=row_ranges, **split_fn)
   return build
 
 
@@ -68,14 +70,15 @@ class EvalSpec:
 
   Attributes:
     label_key: raw label feature (numeric).
-    metrics: TFMA / Keras metric class names, e.g. ('BinaryAccuracy', 'AUC').
+    metrics: TFMA / Keras metric class names, e.g. ('BinaryAccuracy', 'AUC'), or full
+      `tfma.MetricConfig`s (a custom metric class with its module and config).
     thresholds: the blessing conditions.
     slice_features: features to slice by, one slice spec each, besides the overall slice.
     prediction_key: output of the signature that holds the prediction.
     summary_metrics: run-summary key -> TFMA metric name, e.g. {'accuracy': 'binary_accuracy'}.
   """
   label_key: str
-  metrics: Tuple[str, ...]
+  metrics: Tuple[Union[str, tfma.MetricConfig], ...]
   thresholds: Tuple[Threshold, ...]
   slice_features: Tuple[str, ...] = ()
   prediction_key: str = 'probabilities'
@@ -94,9 +97,14 @@ class EvalSpec:
           value_threshold=tfma.GenericValueThreshold(lower_bound={'value': t.lower_bound}),
           change_threshold=change)
     metrics = []
-    for name in self.metrics:
-      config = tfma.MetricConfig(class_name=name)
-      metric_name = _metric_name(name)
+    for metric in self.metrics:
+      if isinstance(metric, str):
+        config, metric_name = tfma.MetricConfig(class_name=metric), _metric_name(metric)
+      else:
+        config = tfma.MetricConfig()
+        config.CopyFrom(metric)
+        metric_name = (json.loads(config.config or '{}').get('name')
+                       or _metric_name(config.class_name))
       if metric_name in thresholds:  # The bar holds for the overall slice, not for each slice.
         config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
                                         threshold=thresholds.pop(metric_name))

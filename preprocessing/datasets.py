@@ -13,6 +13,10 @@ Resolution order for a file `NAME` of dataset `DS`:
 2. otherwise the download cache (`--cache_dir`, `OFFICIAL_TFX_CACHE_DIR`, default
    `~/.cache/official_tfx`), filled from the canonical address when the file is missing there.
 
+A file published inside a zip (MovieLens' `ml-1m.zip`) is checked through the zip: the zip must match
+its publisher's MD5, and the file is extracted from it into the cache. A data root may hold either the
+zip or, when the file's own SHA-256 is known, the plain file.
+
 A file is always checked against its SHA-256 before use. A missing file or a checksum mismatch raises a
 `DatasetError` that names the file and every place looked at.
 """
@@ -26,6 +30,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
@@ -51,16 +56,25 @@ class DataFile:
     sha256: hex SHA-256 of the uncompressed bytes, or None when only `gz_sha256` is known.
     size: size in bytes of the uncompressed file (for messages only; None if unknown).
     gz_sha256: hex SHA-256 of the canonical `NAME.gz` as distributed, or None.
+    archive_member: for a file distributed inside a zip (MovieLens): its path in the zip at `url`.
+    archive_md5: hex MD5 of that zip, as its publisher gives it (GroupLens' `.md5` files).
   """
   name: str
   url: Optional[str]
   sha256: Optional[str]
   size: Optional[int] = None
   gz_sha256: Optional[str] = None
+  archive_member: Optional[str] = None
+  archive_md5: Optional[str] = None
 
   def __post_init__(self):
-    if not (self.sha256 or self.gz_sha256):
-      raise ValueError(f'{self.name}: a DataFile needs sha256 or gz_sha256')
+    if not (self.sha256 or self.gz_sha256 or self.archive_md5):
+      raise ValueError(f'{self.name}: a DataFile needs sha256, gz_sha256 or archive_md5')
+
+  @property
+  def archive_name(self) -> Optional[str]:
+    """File name of the zip that holds this file, or None."""
+    return self.url.rsplit('/', 1)[-1] if self.archive_member and self.url else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +82,7 @@ class Dataset:
   """A public dataset: its files and which file feeds which pipeline split.
 
   Attributes:
-    name: registry key and the data root's sub-folder, e.g. `census`.
+    name: registry key, e.g. `census`, `ml-100k`.
     files: the canonical files.
     splits: pipeline split name -> file name, e.g. {'train': 'adult.data', 'eval': 'adult.test'}.
       Two splits may read different rows of one file (see `row_ranges`).
@@ -79,6 +93,8 @@ class Dataset:
       'eval': (10_000_000, 1_000_000)}.
     sample_splits: split name -> file name of a small sample in the same layout, read instead of
       `splits` when asked for (`--sample`); a sample is read whole.
+    folder: the dataset's folder under a data root or the cache (`movielens/ml-100k`); default
+      `name`.
   """
   name: str
   files: Tuple[DataFile, ...]
@@ -86,6 +102,12 @@ class Dataset:
   citation: str = ''
   row_ranges: Mapping[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
   sample_splits: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  folder: Optional[str] = None
+
+  @property
+  def directory(self) -> str:
+    """The dataset's folder under a data root or the cache: `folder`, else `name`."""
+    return self.folder or self.name
 
   def file(self, name: str) -> DataFile:
     for data_file in self.files:
@@ -144,11 +166,16 @@ def verify(path: str, data_file: DataFile) -> None:
     expected, actual, what = data_file.gz_sha256, sha256_of_file(path, False), 'gzipped'
   elif data_file.sha256:
     expected, actual, what = data_file.sha256, sha256_of_file(path), 'uncompressed'
-  else:
+  elif data_file.gz_sha256:
     raise DatasetError(
         f'{path}: {data_file.name} can only be verified as the canonical {data_file.name}.gz '
         f'(SHA-256 {data_file.gz_sha256}); keep the download gzipped, or pass the file as '
         f'--train_data / --eval_data, which reads it unverified.')
+  else:
+    raise DatasetError(
+        f'{path}: {data_file.name} can only be verified inside the canonical '
+        f'{data_file.archive_name} (MD5 {data_file.archive_md5}); put that zip in the same '
+        f'folder instead, or pass the file as --train_data / --eval_data (unverified).')
   if actual != expected:
     raise DatasetError(
         f'{path}: checksum mismatch for {data_file.name}: expected SHA-256 {expected} '
@@ -168,20 +195,58 @@ def _candidates(folder: str, name: str) -> Sequence[str]:
   return [os.path.join(folder, name), os.path.join(folder, name + '.gz')]
 
 
+def _temporary_beside(destination: str, prefix: str) -> str:
+  os.makedirs(os.path.dirname(destination), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=prefix + '.', suffix='.part', dir=os.path.dirname(destination))
+  os.close(fd)
+  return tmp
+
+
+def extract_member(archive: str, data_file: DataFile, destination: str) -> None:
+  """Checks `archive` against the publisher's MD5, then extracts `data_file` from it to
+  `destination` (through a temporary file: never half-written) and verifies it.
+
+  Raises:
+    DatasetError: MD5 mismatch, a bad zip, the member missing, or the member's checksum.
+  """
+  digest = hashlib.md5()
+  with open(archive, 'rb') as f:
+    for chunk in iter(lambda: f.read(_CHUNK), b''):
+      digest.update(chunk)
+  if data_file.archive_md5 and digest.hexdigest() != data_file.archive_md5:
+    raise DatasetError(f'{archive}: checksum mismatch for {data_file.archive_name}: expected MD5 '
+                       f'{data_file.archive_md5}, got {digest.hexdigest()}')
+  tmp = _temporary_beside(destination, data_file.name)
+  try:
+    with zipfile.ZipFile(archive) as zf, zf.open(data_file.archive_member) as src, \
+        open(tmp, 'wb') as out:
+      shutil.copyfileobj(src, out, _CHUNK)
+    if data_file.sha256:
+      verify(tmp, data_file)
+    os.replace(tmp, destination)
+  except (zipfile.BadZipFile, KeyError) as e:
+    raise DatasetError(f'{archive}: cannot extract {data_file.archive_member} ({e})') from e
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def _download(data_file: DataFile, destination: str) -> None:
-  """Downloads to a temporary file beside `destination`, verifies, then renames (never half-written)."""
+  """Downloads to a temporary file beside `destination`, verifies, then renames (never
+  half-written); a file inside a zip is extracted from the verified zip."""
   if not data_file.url:
     raise DatasetError(f'{data_file.name} cannot be downloaded (no public copy in this layout): '
                        f'set --data_root or ${DATA_ROOT_ENV} to a folder that holds it')
-  os.makedirs(os.path.dirname(destination), exist_ok=True)
   logging.info('Downloading %s from %s', data_file.name, data_file.url)
-  fd, tmp = tempfile.mkstemp(prefix=data_file.name + '.', suffix='.part',
-                             dir=os.path.dirname(destination))
+  tmp = _temporary_beside(destination, data_file.archive_name or data_file.name)
   try:
-    with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(data_file.url, timeout=60) as src:
+    with open(tmp, 'wb') as out, urllib.request.urlopen(data_file.url, timeout=60) as src:
       shutil.copyfileobj(src, out, _CHUNK)
-    verify(tmp, data_file)
-    os.replace(tmp, destination)
+    if data_file.archive_member:
+      extract_member(tmp, data_file, destination)
+    else:
+      verify(tmp, data_file)
+      os.replace(tmp, destination)
   except OSError as e:
     raise DatasetError(f'{data_file.name}: download from {data_file.url} failed ({e}); '
                        f'set --data_root or ${DATA_ROOT_ENV} to a local copy') from e
@@ -208,23 +273,35 @@ def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
   """
   data_file = dataset.file(name)
   data_root = data_root or default_data_root()
-  if data_root:
-    looked = _candidates(os.path.join(os.path.abspath(data_root), dataset.name), name)
-    found = [p for p in looked if os.path.isfile(p)]
-    if not found:
-      hint = (f' Its small samples ({", ".join(sorted(set(dataset.sample_splits.values())))}) '
-              'are read with --sample.' if dataset.sample_splits else '')
-      raise DatasetError(f'{name} of dataset {dataset.name!r} is missing: looked at '
-                         f'{", ".join(looked)} (data root {data_root!r}).{hint}')
-    verify(found[0], data_file)
-    return found[0]
   cache_dir = os.path.abspath(cache_dir or default_cache_dir())
-  looked = _candidates(os.path.join(cache_dir, dataset.name), name)
-  found = [p for p in looked if os.path.isfile(p)]
+  cached = _candidates(os.path.join(cache_dir, dataset.directory), name)
+  checksummed = bool(data_file.sha256 or data_file.gz_sha256)
+  if data_root:
+    folder = os.path.join(os.path.abspath(data_root), dataset.directory)
+    looked = list(_candidates(folder, name))
+    found = [p for p in looked if os.path.isfile(p)]
+    if found and checksummed:
+      verify(found[0], data_file)
+      return found[0]
+    if data_file.archive_name:  # the canonical zip in the data root: extracted into the cache
+      archive = os.path.join(folder, data_file.archive_name)
+      looked.append(archive)
+      if os.path.isfile(archive):
+        if not os.path.isfile(cached[0]):
+          extract_member(archive, data_file, cached[0])
+        return cached[0]
+    if found:
+      verify(found[0], data_file)  # raises: only the zip can be verified
+    hint = (f' Its small samples ({", ".join(sorted(set(dataset.sample_splits.values())))}) '
+            'are read with --sample.' if dataset.sample_splits else '')
+    raise DatasetError(f'{name} of dataset {dataset.name!r} is missing: looked at '
+                       f'{", ".join(looked)} (data root {data_root!r}).{hint}')
+  found = [p for p in cached if os.path.isfile(p)]
   if found:
-    verify(found[0], data_file)
+    if checksummed:  # (a member without its own checksum was extracted from a verified zip)
+      verify(found[0], data_file)
     return found[0]
-  destination = looked[1] if data_file.url.endswith('.gz') else looked[0]
+  destination = cached[1] if data_file.url and data_file.url.endswith('.gz') else cached[0]
   _download(data_file, destination)
   return destination
 
