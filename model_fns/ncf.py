@@ -200,7 +200,7 @@ def item_popularity_baseline(train_items: Sequence[np.ndarray], eval_items: np.n
     eval_items: int [users, candidates] raw ids; eval_labels: 0/1 of the same shape.
 
   Returns:
-    {'hit_rate_at_10', 'ndcg_at_10'} of that ranking (He et al. 2017 report ItemPop as a baseline).
+    {'hit_rate_at_<k>', 'ndcg_at_<k>'} of that ranking (He et al. 2017 report ItemPop as a baseline).
   """
   counts: Dict[int, int] = {}
   for items in train_items:
@@ -210,4 +210,4 @@ def item_popularity_baseline(train_items: Sequence[np.ndarray], eval_items: np.n
   hit_rate, ndcg = ranking_metrics.HitRateAtK(k), ranking_metrics.NdcgAtK(k)
   hit_rate.update_state(eval_labels, scores)
   ndcg.update_state(eval_labels, scores)
-  return {'hit_rate_at_10': float(hit_rate.result()), 'ndcg_at_10': float(ndcg.result())}
+  return {f'hit_rate_at_{k}': float(hit_rate.result()), f'ndcg_at_{k}': float(ndcg.result())}
