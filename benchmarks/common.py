@@ -55,6 +55,12 @@ def print_stages(seconds: Mapping[str, float], reference: Mapping[str, float],
     print(f'{name:32s} {value:8.1f} {"" if ref is None else f"{ref:10.1f}"}')
 
 
+def print_times(summary: Mapping[str, Any], process_seconds: float) -> None:
+  """The pipeline's wall time and the whole process's (imports included)."""
+  print(f'{"pipeline (LocalDagRunner)":32s} {summary["wall_seconds"]:8.1f}')
+  print(f'{"whole process, imports included":32s} {process_seconds:8.1f}')
+
+
 def write_json(path: Optional[str], figures: Mapping[str, Any]) -> None:
   if path:
     with open(path, 'w') as f:

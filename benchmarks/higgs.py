@@ -68,8 +68,7 @@ def main(_):
       'accuracy': metrics['accuracy'], 'auc': metrics['auc'], 'log_loss': metrics['log_loss'],
       'majority_class_accuracy': max(metrics['mean_label'], 1 - metrics['mean_label']),
       'blessed': summary['blessed']}
-  print(f'{"pipeline (LocalDagRunner)":32s} {summary["wall_seconds"]:8.1f}')
-  print(f'{"whole process, imports included":32s} {process:8.1f}')
+  common.print_times(summary, process)
   print(f'ExampleGen {figures["example_gen_rows_per_s"]} rows/s, training '
         f'{figures["training_examples_per_s"]} examples/s, Evaluator '
         f'{figures["evaluator_rows_per_s"]} rows/s')

@@ -75,7 +75,13 @@ flags.DEFINE_float('learning_rate', None, 'Learning rate (census: Adam; higgs: t
                    'shrinkage, seed 0.1).')
 flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).')
 flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).')
-HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth')
+flags.DEFINE_integer('num_factors', None, 'movielens: GMF embedding size (seed 8; benchmark 64).')
+flags.DEFINE_list('layers', None, 'movielens: MLP layer sizes, the first split between the user '
+                  'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64).')
+flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).')
+flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).')
+HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layers', 'num_neg',
+                'train_epochs')
 
 USAGE = 'usage: official-tfx run MODEL [flags] | official-tfx list'
 
@@ -124,8 +130,9 @@ def run_command(model: str) -> int:
   os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
   logging.get_absl_handler().use_absl_log_file('official_tfx', os.path.join(output_dir, 'logs'))
   for name in HPARAM_FLAGS:
-    if getattr(FLAGS, name) is not None:
-      hparams[name] = getattr(FLAGS, name)
+    value = getattr(FLAGS, name)
+    if value is not None:
+      hparams[name] = [int(v) for v in value] if name == 'layers' else value
   config = RunConfig(
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
       batch_size=FLAGS.batch_size, hparams=hparams,
@@ -159,8 +166,9 @@ def run_command(model: str) -> int:
 def main(argv):
   args = argv[1:]
   if args == ['list']:
+    width = max(map(len, spec_lib.names())) + 2
     for name in spec_lib.names():
-      print(f'{name:12s} {spec_lib.get(name).description}')
+      print(f'{name:{width}s}{spec_lib.get(name).description}')
     return 0
   if len(args) != 2 or args[0] != 'run':
     raise app.UsageError(USAGE)

@@ -36,30 +36,24 @@ import tensorflow_transform as tft
 from preprocessing import datasets
 
 _GROUPLENS = 'https://files.grouplens.org/datasets/movielens/'
-# GroupLens publishes the MD5 of each zip beside it (`ml-100k.zip.md5`, ...).
-ML_100K = datasets.register(datasets.Dataset(
-    name='ml-100k', folder='movielens/ml-100k',
-    files=(datasets.DataFile(
-        name='u.data', url=_GROUPLENS + 'ml-100k.zip', archive_member='ml-100k/u.data',
-        archive_md5='0e33842e24a9c977be4e0107933c0723',
-        sha256='06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490',
-        size=1_979_173),),
-    splits={'ratings': 'u.data'},
-    citation='Harper & Konstan (2015), MovieLens 100K, GroupLens terms'))
-ML_1M = datasets.register(datasets.Dataset(
-    name='ml-1m', folder='movielens/ml-1m',
-    files=(datasets.DataFile(
-        name='ratings.dat', url=_GROUPLENS + 'ml-1m.zip', archive_member='ml-1m/ratings.dat',
-        archive_md5='c4d9eecfca2ab87c1945afe126590906', sha256=None),),
-    splits={'ratings': 'ratings.dat'},
-    citation='Harper & Konstan (2015), MovieLens 1M, GroupLens terms'))
-ML_20M = datasets.register(datasets.Dataset(
-    name='ml-20m', folder='movielens/ml-20m',
-    files=(datasets.DataFile(
-        name='ratings.csv', url=_GROUPLENS + 'ml-20m.zip', archive_member='ml-20m/ratings.csv',
-        archive_md5='cd245b17a1ae2cc31bb14903e1204af3', sha256=None),),
-    splits={'ratings': 'ratings.csv'},
-    citation='Harper & Konstan (2015), MovieLens 20M, GroupLens terms'))
+
+
+def _grouplens(name: str, member: str, archive_md5: str, **checksum: Any) -> datasets.Dataset:
+  """A MovieLens release: its ratings file inside `<name>.zip`, checked by the zip's MD5 as
+  GroupLens publishes it beside the zip (`ml-100k.zip.md5`, ...)."""
+  return datasets.register(datasets.Dataset(
+      name=name, folder=f'movielens/{name}',
+      files=(datasets.DataFile(name=member, url=f'{_GROUPLENS}{name}.zip',
+                               archive_member=f'{name}/{member}', archive_md5=archive_md5,
+                               sha256=checksum.pop('sha256', None), **checksum),),
+      splits={'ratings': member},
+      citation=f'Harper & Konstan (2015), MovieLens {name[3:].upper()}, GroupLens terms'))
+
+
+ML_100K = _grouplens('ml-100k', 'u.data', '0e33842e24a9c977be4e0107933c0723', size=1_979_173,
+                     sha256='06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490')
+ML_1M = _grouplens('ml-1m', 'ratings.dat', 'c4d9eecfca2ab87c1945afe126590906')
+ML_20M = _grouplens('ml-20m', 'ratings.csv', 'cd245b17a1ae2cc31bb14903e1204af3')
 _NCF = ('https://raw.githubusercontent.com/hexiangnan/neural_collaborative_filtering/'
         '4aab159e81c44b062c091bdaed0ab54ac632371f/Data/')
 NCF_ML_1M_TEST = datasets.register(datasets.Dataset(
