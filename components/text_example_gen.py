@@ -374,5 +374,5 @@ class TextLineExampleGen(FileBasedExampleGen):
         # those of split_fn (the hash buckets are not used).
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1)
-            for name in (output_splits if split_fn else ())])),
+            for name in output_splits])) if split_fn else example_gen_pb2.Output(),
         custom_config=example_gen_pb2.CustomConfig(custom_config=packed))

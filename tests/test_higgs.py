@@ -74,7 +74,7 @@ def test_gz_checksum_verifies_the_gzipped_copy_only(tmp_path):
   (folder / 'big.csv').write_bytes(b'1,2\n')
   with pytest.raises(datasets.DatasetError, match='can only be verified as the canonical big.csv.gz'):
     datasets.resolve_file(toy, 'big.csv', data_root=str(tmp_path))
-  with pytest.raises(ValueError, match='needs sha256 or gz_sha256'):
+  with pytest.raises(ValueError, match='needs sha256, gz_sha256 or archive_md5'):
     datasets.DataFile('x', None, None)
 
 
