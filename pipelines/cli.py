@@ -24,7 +24,7 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 
 from absl import app, flags, logging
 
-from beam_runner import options as beam_options
+from beam_runner import runners as beam_runners
 from model_fns.strategy import STRATEGIES
 from pipelines import spec as spec_lib
 from pipelines import factory
@@ -41,6 +41,9 @@ flags.DEFINE_string('cache_dir', None, f'Download cache; default ${datasets.CACH
                     f'{datasets.DEFAULT_CACHE_DIR}.')
 flags.DEFINE_string('output_dir', None, 'Where the run writes pipeline artifacts, ML Metadata, the '
                     'pushed model, logs and run_summary.json; default ./output/<model>.')
+flags.DEFINE_string('pipeline_root', None, 'Where the components write their artifacts; default '
+                    '<output_dir>/pipeline_root. A gs:// path for Dataflow (ML Metadata, logs, the '
+                    'run summary and the pushed model stay in --output_dir).')
 flags.DEFINE_integer('train_steps', None, 'Training steps; default: the model\'s.')
 flags.DEFINE_integer('batch_size', None, 'Global training batch size; default: the model\'s.')
 flags.DEFINE_string('hparams', '{}', 'JSON object of hyperparameter overrides, e.g. '
@@ -48,8 +51,30 @@ flags.DEFINE_string('hparams', '{}', 'JSON object of hyperparameter overrides, e
 flags.DEFINE_enum('distribution_strategy', 'default', STRATEGIES, 'tf.distribute strategy.')
 flags.DEFINE_integer('num_gpus', 0, 'GPUs for one_device / mirrored.')
 flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strategy.')
+flags.DEFINE_enum('beam_runner', 'direct', beam_runners.RUNNERS, 'Where the Beam stages run '
+                  '(ExampleGen, StatisticsGen, Transform, Evaluator).')
 flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
                      'multi-process.')
+flags.DEFINE_string('project', None, 'Dataflow: Google Cloud project id.')
+flags.DEFINE_string('region', None, 'Dataflow: region, e.g. us-central1.')
+flags.DEFINE_string('temp_location', None, 'Dataflow: gs:// temporary location.')
+flags.DEFINE_string('staging_location', None, 'Dataflow: gs:// staging location (default: temp).')
+flags.DEFINE_integer('num_workers', None, 'Dataflow: initial workers.')
+flags.DEFINE_integer('max_num_workers', None, 'Dataflow: maximum workers (autoscaling).')
+flags.DEFINE_string('machine_type', None, 'Dataflow: worker machine type, e.g. n2-standard-4.')
+flags.DEFINE_string('setup_file', None, 'Dataflow: the package shipped to workers (default: this '
+                    'checkout\'s setup.py).')
+flags.DEFINE_string('sdk_container_image', None, 'Dataflow: a worker image with this package '
+                    'installed, instead of --setup_file.')
+flags.DEFINE_string('job_endpoint', None, 'Flink / Spark: job service host:port (Flink also '
+                    '[local] / [auto]).')
+flags.DEFINE_string('environment_type', None, 'Flink / Spark: SDK harness DOCKER (default), '
+                    'PROCESS, EXTERNAL or LOOPBACK.')
+flags.DEFINE_string('environment_config', None, 'Flink / Spark: the harness\'s image, command '
+                    'or address.')
+BEAM_FLAGS = ('project', 'region', 'temp_location', 'staging_location', 'num_workers',
+              'max_num_workers', 'machine_type', 'setup_file', 'sdk_container_image',
+              'job_endpoint', 'environment_type', 'environment_config')
 flags.DEFINE_boolean('enable_cache', True, 'Reuse the outputs of unchanged components.')
 flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fraction of a '
                    'split\'s raw rows is malformed; default: the model\'s (census 0.001, higgs 0: '
@@ -109,6 +134,18 @@ def _split_files(spec) -> Tuple[Dict[str, str], List[str]]:
   return files, canonical
 
 
+def _beam_pipeline_args():
+  """The Beam stages' arguments from the runner flags; raises BeamOptionsError (a usage error)."""
+  config = beam_runners.BeamRunnerConfig(
+      runner=FLAGS.beam_runner, direct_num_workers=FLAGS.beam_direct_num_workers,
+      **{name: getattr(FLAGS, name) for name in BEAM_FLAGS})
+  if FLAGS.beam_runner == 'dataflow' and not (FLAGS.pipeline_root or '').startswith('gs://'):
+    raise beam_runners.BeamOptionsError(
+        'Dataflow workers read and write the pipeline\'s artifacts: set --pipeline_root to a '
+        'gs:// path')
+  return beam_runners.pipeline_args(config)
+
+
 def _print_result(summary) -> None:
   print('\nMetrics (eval split, overall):')
   for name, value in summary['metrics'].items():
@@ -137,7 +174,7 @@ def run_command(model: str) -> int:
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
       batch_size=FLAGS.batch_size, hparams=hparams,
       distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu,
-      beam_pipeline_args=beam_options.direct_runner_args(FLAGS.beam_direct_num_workers),
+      beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
       enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
       transform_statistics=FLAGS.transform_statistics)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.

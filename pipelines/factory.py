@@ -41,6 +41,8 @@ class RunConfig:
     max_malformed_fraction: ExampleGen fails when more of a split's rows are malformed.
     transform_statistics: let Transform compute pre/post-transform statistics (slower).
     row_ranges: split -> (first row, number of rows or None) of its file; see `row_ranges()`.
+    remote_root: where the components write artifacts, when not `<output_dir>/pipeline_root`
+      (a gs:// path for Dataflow); ML Metadata, logs and the run summary stay in output_dir.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -55,10 +57,11 @@ class RunConfig:
   max_malformed_fraction: Optional[float] = None
   transform_statistics: bool = False
   row_ranges: Dict[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
+  remote_root: Optional[str] = None
 
   @property
   def pipeline_root(self) -> str:
-    return os.path.join(self.output_dir, 'pipeline_root')
+    return self.remote_root or os.path.join(self.output_dir, 'pipeline_root')
 
   @property
   def metadata_path(self) -> str:

@@ -3,6 +3,7 @@
 import pytest
 
 from beam_runner.runners import SETUP_FILE, BeamOptionsError, BeamRunnerConfig, pipeline_args
+from tests import helpers
 
 
 def test_direct_runner_in_process_and_multi_process():
@@ -72,3 +73,14 @@ def test_portable_runners():
       environment_config='localhost:50000')) == [
           '--runner=PortableRunner', '--job_endpoint=spark-jobs:8099',
           '--environment_type=EXTERNAL', '--environment_config=localhost:50000']
+
+
+def test_the_cli_stops_on_bad_runner_options_before_anything_runs(tmp_path):
+  result = helpers.run_cli('run', 'census', '--beam_runner=dataflow', '--project=my-project',
+                           '--region=us-central1', '--temp_location=gs://my-bucket/tmp',
+                           f'--output_dir={tmp_path}')
+  assert result.returncode == 1
+  assert 'set --pipeline_root to a gs:// path' in result.stderr
+  result = helpers.run_cli('run', 'census', '--beam_runner=flink', f'--output_dir={tmp_path}')
+  assert result.returncode == 1 and 'Flink needs --job_endpoint' in result.stderr
+  assert not (tmp_path / 'metadata.sqlite').exists()
