@@ -55,6 +55,13 @@ def print_stages(seconds: Mapping[str, float], reference: Mapping[str, float],
     print(f'{name:32s} {value:8.1f} {"" if ref is None else f"{ref:10.1f}"}')
 
 
+def base_figures(summary: Mapping[str, Any], seconds: Mapping[str, float],
+                 process_seconds: float) -> Dict[str, Any]:
+  """The figures every benchmark reports: stage seconds, pipeline and process wall times."""
+  return {'stages': dict(seconds), 'pipeline_seconds': summary['wall_seconds'],
+          'process_seconds': round(process_seconds, 1)}
+
+
 def print_times(summary: Mapping[str, Any], process_seconds: float) -> None:
   """The pipeline's wall time and the whole process's (imports included)."""
   print(f'{"pipeline (LocalDagRunner)":32s} {summary["wall_seconds"]:8.1f}')

@@ -60,8 +60,7 @@ def main(_):
   common.print_stages(seconds, {}, '')
   metrics = summary['metrics']
   figures = {
-      'stages': seconds, 'pipeline_seconds': summary['wall_seconds'],
-      'process_seconds': round(process, 1), 'rows': rows,
+      **common.base_figures(summary, seconds, process), 'rows': rows,
       'example_gen_rows_per_s': round((rows['train'] + rows['eval']) / seconds['ExampleGen']),
       'training_examples_per_s': round(rows['train'] / seconds['Trainer']),
       'evaluator_rows_per_s': round(rows['eval'] / seconds['Evaluator']),

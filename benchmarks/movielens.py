@@ -75,8 +75,8 @@ def main(_):
   common.print_stages(seconds, {}, '')
   metrics = summary['metrics']
   figures = {
-      'stages': seconds, 'pipeline_seconds': summary['wall_seconds'],
-      'process_seconds': round(process, 1), 'training_pairs_per_s': round(pairs / seconds['Trainer']),
+      **common.base_figures(summary, seconds, process),
+      'training_pairs_per_s': round(pairs / seconds['Trainer']),
       'hit_rate_at_10': metrics['hit_rate_at_10'], 'ndcg_at_10': metrics['ndcg_at_10'],
       'item_pop': item_pop, 'blessed': summary['blessed']}
   common.print_times(summary, process)
