@@ -25,7 +25,7 @@ import tf_keras
 from absl import logging
 
 from model_fns import ranking_metrics
-from model_fns.trainer import KerasTask, ModelInputs, TrainerConfig, TrainingData
+from model_fns.trainer import KerasTask, ModelInputs, TrainerConfig, TrainingData, read_records
 from preprocessing import movielens
 
 UNKNOWN_SCORE = -1.0
@@ -112,8 +112,7 @@ class NCFTask(KerasTask):
       users = tf.fill(tf.shape(items), user)
       return tf.data.Dataset.from_tensor_slices(({'user_xf': users, 'item_xf': items}, labels))
 
-    files = tf.data.Dataset.list_files(list(data.file_patterns), shuffle=False)
-    return (tf.data.TFRecordDataset(files, compression_type='GZIP')
+    return (read_records(data.file_patterns)
             .flat_map(expand)
             .shuffle(data.config.shuffle_buffer, seed=seed * 10_000 + epoch)
             .batch(data.config.batch_size)
@@ -128,10 +127,9 @@ class NCFTask(KerasTask):
     """
     if train_steps:
       raise ValueError('NCF trains by epochs over the users: set train_epochs, not train_steps')
-    positives = sum(int(n) for n in tf.data.TFRecordDataset(
-        tf.data.Dataset.list_files(list(data.file_patterns)), compression_type='GZIP').map(
-            lambda s: tf.size(tf.io.parse_single_example(
-                s, {'items_xf': data.feature_spec['items_xf']})['items_xf'].values)))
+    positives = sum(int(n) for n in read_records(data.file_patterns).map(
+        lambda s: tf.size(tf.io.parse_single_example(
+            s, {'items_xf': data.feature_spec['items_xf']})['items_xf'].values)))
     pairs = positives * (1 + hparams['num_neg'])
     steps = -(-pairs // data.config.batch_size)  # every batch, the last partial one included
     logging.info('%d training positives, %d pairs and %d steps per epoch', positives, pairs, steps)
@@ -180,8 +178,7 @@ class NCFTask(KerasTask):
     spec = {'user_xf': feature_spec['user_xf'], 'items_xf': feature_spec['items_xf'],
             movielens.LABELS: tf.io.VarLenFeature(tf.int64)}
     hit_rate, ndcg = ranking_metrics.HitRateAtK(10), ranking_metrics.NdcgAtK(10)
-    files = tf.data.Dataset.list_files(list(eval_files), shuffle=False)
-    for batch in (tf.data.TFRecordDataset(files, compression_type='GZIP')
+    for batch in (read_records(eval_files)
                   .batch(config.eval_batch_size)
                   .map(lambda s: tf.io.parse_example(s, spec))):
       scores = self.serve(model, batch, ())['scores']

@@ -260,6 +260,15 @@ class KerasTask(abc.ABC):
     return {'probabilities': predictions, 'class_ids': class_ids}
 
 
+def read_records(file_patterns: Sequence[str], shuffle_files: bool = False,
+                 seed: Optional[int] = None) -> tf.data.Dataset:
+  """Serialized records (tf.string scalars) of the gzipped TFRecord files TFX components write;
+  in file order unless `shuffle_files`."""
+  files = tf.data.Dataset.list_files(list(file_patterns), shuffle=shuffle_files, seed=seed)
+  return tf.data.TFRecordDataset(files, compression_type='GZIP',
+                                 num_parallel_reads=tf.data.AUTOTUNE)
+
+
 def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], label_key: str,
                  batch_size: int, training: bool, cache: bool = False, shuffle_buffer: int = 10_000,
                  seed: Optional[int] = None) -> tf.data.Dataset:
@@ -269,9 +278,7 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
   repeated forever (batches of exactly `batch_size`); evaluation data is one ordered pass (the last
   batch may be smaller).
   """
-  files = tf.data.Dataset.list_files(list(file_patterns), shuffle=training, seed=seed)
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP',
-                                    num_parallel_reads=tf.data.AUTOTUNE)
+  dataset = read_records(file_patterns, shuffle_files=training, seed=seed)
   if cache:
     dataset = dataset.cache()
   if training:
