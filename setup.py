@@ -26,6 +26,13 @@ setuptools.setup(
         'tensorflow-decision-forests==1.9.2',
         'absl-py',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={
+        # Orchestrators beside the embedded LocalDagRunner. Plain apache-airflow: tfx[airflow]
+        # asks for apache-airflow[mysql], whose mysqlclient build needs the MySQL headers.
+        'airflow': ['apache-airflow==2.11.0'],
+        'kfp': ['kfp==2.5.0', 'kfp-pipeline-spec>=0.2.2,<0.3'],
+        'text': ['tensorflow-text==2.16.1'],
+        'test': ['pytest'],
+    },
     entry_points={'console_scripts': ['official-tfx=pipelines.cli:entry_point']},
 )
