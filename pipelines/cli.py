@@ -5,145 +5,31 @@
       [--train_steps=2000] [--batch_size=256] [--distribution_strategy=default]
       [--beam_direct_num_workers=1] [--hparams='{"learning_rate": 0.001}'] ...
 
-Flags are shared by every model. Exit status: 0 on a finished run (blessed or not), 1 on a failed
-run (bad data, anomalies, a component error), 2 on a usage error.
+  official-tfx compile census --image=IMAGE --pipeline_root=gs://... --train_data=gs://...
+      --eval_data=gs://... [--output_file=census_pipeline.json]    (Kubeflow Pipelines v2 / Vertex)
+
+Flags are shared by every model and every command. Exit status: 0 on a finished run (blessed or
+not), 1 on a failed run (bad data, anomalies, a component error) or a usage error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
-from typing import Dict, List, Tuple
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # google-cloud clients warn about Python 3.10 on import; TFX 1.16 supports only 3.9-3.10.
 warnings.filterwarnings('ignore', category=FutureWarning)
 
-from absl import app, flags, logging
+from absl import app, logging
 
-from beam_runner import runners as beam_runners
-from model_fns.strategy import STRATEGIES
 from pipelines import spec as spec_lib
-from pipelines import factory
-from pipelines.factory import RunConfig
+from pipelines.settings import FLAGS, build_run
 from preprocessing import datasets
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('model_type', None, 'Model variant; default: the model\'s first (census: '
-                    'wide_deep, wide or deep).')
-flags.DEFINE_string('data_root', None, 'Local data root laid out like ../shared/data (plain or .gz '
-                    f'files); default ${datasets.DATA_ROOT_ENV}. When unset, canonical files are '
-                    'downloaded into the cache.')
-flags.DEFINE_string('cache_dir', None, f'Download cache; default ${datasets.CACHE_DIR_ENV} or '
-                    f'{datasets.DEFAULT_CACHE_DIR}.')
-flags.DEFINE_string('output_dir', None, 'Where the run writes pipeline artifacts, ML Metadata, the '
-                    'pushed model, logs and run_summary.json; default ./output/<model>.')
-flags.DEFINE_string('pipeline_root', None, 'Where the components write their artifacts; default '
-                    '<output_dir>/pipeline_root. A gs:// path for Dataflow (ML Metadata, logs, the '
-                    'run summary and the pushed model stay in --output_dir).')
-flags.DEFINE_integer('train_steps', None, 'Training steps; default: the model\'s.')
-flags.DEFINE_integer('batch_size', None, 'Global training batch size; default: the model\'s.')
-flags.DEFINE_string('hparams', '{}', 'JSON object of hyperparameter overrides, e.g. '
-                    '\'{"learning_rate": 0.003, "hidden_units": [64, 32]}\'.')
-flags.DEFINE_enum('distribution_strategy', 'default', STRATEGIES, 'tf.distribute strategy.')
-flags.DEFINE_integer('num_gpus', 0, 'GPUs for one_device / mirrored.')
-flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strategy.')
-flags.DEFINE_enum('beam_runner', 'direct', beam_runners.RUNNERS, 'Where the Beam stages run '
-                  '(ExampleGen, StatisticsGen, Transform, Evaluator).')
-flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
-                     'multi-process.')
-flags.DEFINE_string('project', None, 'Dataflow: Google Cloud project id.')
-flags.DEFINE_string('region', None, 'Dataflow: region, e.g. us-central1.')
-flags.DEFINE_string('temp_location', None, 'Dataflow: gs:// temporary location.')
-flags.DEFINE_string('staging_location', None, 'Dataflow: gs:// staging location (default: temp).')
-flags.DEFINE_integer('num_workers', None, 'Dataflow: initial workers.')
-flags.DEFINE_integer('max_num_workers', None, 'Dataflow: maximum workers (autoscaling).')
-flags.DEFINE_string('machine_type', None, 'Dataflow: worker machine type, e.g. n2-standard-4.')
-flags.DEFINE_string('setup_file', None, 'Dataflow: the package shipped to workers (default: this '
-                    'checkout\'s setup.py).')
-flags.DEFINE_string('sdk_container_image', None, 'Dataflow: a worker image with this package '
-                    'installed, instead of --setup_file.')
-flags.DEFINE_string('job_endpoint', None, 'Flink / Spark: job service host:port (Flink also '
-                    '[local] / [auto]).')
-flags.DEFINE_string('environment_type', None, 'Flink / Spark: SDK harness DOCKER (default), '
-                    'PROCESS, EXTERNAL or LOOPBACK.')
-flags.DEFINE_string('environment_config', None, 'Flink / Spark: the harness\'s image, command '
-                    'or address.')
-BEAM_FLAGS = ('project', 'region', 'temp_location', 'staging_location', 'num_workers',
-              'max_num_workers', 'machine_type', 'setup_file', 'sdk_container_image',
-              'job_endpoint', 'environment_type', 'environment_config')
-flags.DEFINE_boolean('enable_cache', True, 'Reuse the outputs of unchanged components.')
-flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fraction of a '
-                   'split\'s raw rows is malformed; default: the model\'s (census 0.001, higgs 0: '
-                   'the first malformed row fails the run).')
-flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- and '
-                     'post-transform statistics (slower).')
-flags.DEFINE_string('train_data', None, 'Read the train split from this file instead of the '
-                    'canonical one (same raw format; not checksummed).')
-flags.DEFINE_string('eval_data', None, 'Likewise for the eval split.')
-flags.DEFINE_boolean('sample', False, 'Read the dataset\'s small real samples from the data root '
-                     'instead of its canonical files (higgs: HIGGS.sample-11k.csv to train, '
-                     'HIGGS.sample-5k.csv to evaluate).')
-# Row ranges, named as in the seed (official/boosted_trees/train_higgs.py). Rows are the lines of
-# the split's file, from 0; the default is the dataset's range for its canonical file (higgs: the
-# first 1,000,000 rows to train, 1,000,000 rows from row 10,000,000 to evaluate), else all rows.
-for _split in ('train', 'eval'):
-  flags.DEFINE_integer(f'{_split}_start', None, f'First row of the {_split} split\'s file to read.',
-                       lower_bound=0)
-  flags.DEFINE_integer(f'{_split}_count', None, f'Rows of the {_split} split\'s file to read.',
-                       lower_bound=1)
-# Hyperparameter flags of the seed models; each overrides the --hparams entry of the same name.
-flags.DEFINE_float('learning_rate', None, 'Learning rate (census: Adam; higgs: the boosting '
-                   'shrinkage, seed 0.1).')
-flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).')
-flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).')
-flags.DEFINE_integer('num_factors', None, 'movielens: GMF embedding size (seed 8; benchmark 64).')
-flags.DEFINE_list('layers', None, 'movielens: MLP layer sizes, the first split between the user '
-                  'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64).')
-flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).')
-flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).')
-HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layers', 'num_neg',
-                'train_epochs')
-
-USAGE = 'usage: official-tfx run MODEL [flags] | official-tfx list'
-
-
-def _split_files(spec) -> Tuple[Dict[str, str], List[str]]:
-  """({split: raw file}, the splits read from their canonical file), from the data flags.
-
-  A split comes from `--<split>_data` when given (unverified), else from the dataset's sample
-  (`--sample`) or canonical file, resolved and verified (preprocessing.datasets).
-  """
-  if FLAGS.sample and not spec.dataset.sample_splits:
-    raise datasets.DatasetError(f'--sample: {spec.name} has no sample files')
-  names = spec.dataset.sample_splits if FLAGS.sample else spec.dataset.splits
-  files, canonical = {}, []
-  for split, name in names.items():
-    given = getattr(FLAGS, f'{split}_data', None)
-    if given:
-      files[split] = os.path.abspath(given)
-      if not os.path.isfile(files[split]):
-        raise datasets.DatasetError(f'--{split}_data: no file at {files[split]}')
-      continue
-    files[split] = datasets.resolve_file(spec.dataset, name, FLAGS.data_root, FLAGS.cache_dir)
-    if not FLAGS.sample:
-      canonical.append(split)
-  return files, canonical
-
-
-def _beam_pipeline_args():
-  """The Beam stages' arguments from the runner flags; raises BeamOptionsError (a usage error)."""
-  config = beam_runners.BeamRunnerConfig(
-      runner=FLAGS.beam_runner, direct_num_workers=FLAGS.beam_direct_num_workers,
-      **{name: getattr(FLAGS, name) for name in BEAM_FLAGS})
-  if FLAGS.beam_runner == 'dataflow' and not (FLAGS.pipeline_root or '').startswith('gs://'):
-    raise beam_runners.BeamOptionsError(
-        'Dataflow workers read and write the pipeline\'s artifacts: set --pipeline_root to a '
-        'gs:// path')
-  return beam_runners.pipeline_args(config)
+USAGE = 'usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | official-tfx list'
 
 
 def _print_result(summary) -> None:
@@ -156,47 +42,41 @@ def _print_result(summary) -> None:
 
 def run_command(model: str) -> int:
   """`official-tfx run MODEL`: returns the exit status."""
-  spec = spec_lib.get(model)
-  try:
-    hparams = json.loads(FLAGS.hparams)
-  except json.JSONDecodeError as e:
-    raise app.UsageError(f'--hparams is not a JSON object: {e}')
-  if not isinstance(hparams, dict):
-    raise app.UsageError('--hparams must be a JSON object')
+  spec_lib.get(model)  # an unknown model is a usage error before anything is written
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
   logging.get_absl_handler().use_absl_log_file('official_tfx', os.path.join(output_dir, 'logs'))
-  for name in HPARAM_FLAGS:
-    value = getattr(FLAGS, name)
-    if value is not None:
-      hparams[name] = [int(v) for v in value] if name == 'layers' else value
-  config = RunConfig(
-      output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
-      batch_size=FLAGS.batch_size, hparams=hparams,
-      distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu,
-      beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
-      enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
-      transform_statistics=FLAGS.transform_statistics)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.
   try:
-    split_files, canonical = _split_files(spec)
-    config.row_ranges = factory.row_ranges(
-        spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),
-                                  getattr(FLAGS, f'{split}_count', None))
-                          for split in split_files})
-    print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
-    for split, path in split_files.items():
-      first, count = config.row_ranges.get(split, (0, None))
-      rows = f' (rows {first} to {"the end" if count is None else first + count - 1})'
-      print(f'  {split}: {path}{rows if (first, count) != (0, None) else ""}')
+    spec, config, split_files = build_run(model)  # bad flags raise: main() reports them
+  except datasets.DatasetError as e:
+    return _run_failed(e, output_dir)
+  print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
+  for split, path in split_files.items():
+    first, count = config.row_ranges.get(split, (0, None))
+    rows = f' (rows {first} to {"the end" if count is None else first + count - 1})'
+    print(f'  {split}: {path}{rows if (first, count) != (0, None) else ""}')
+  try:
     summary = runner.run(spec, config, split_files)
   except Exception as e:  # pylint: disable=broad-except
-    logging.exception('Run failed')
-    print(f'\nofficial-tfx: run failed: {type(e).__name__}: {e}', file=sys.stderr)
-    print(f'Nothing was pushed. Logs: {os.path.join(output_dir, "logs")}', file=sys.stderr)
-    return 1
+    return _run_failed(e, output_dir)
   _print_result(summary)
   print(f'Run summary: {os.path.join(output_dir, runner.SUMMARY_FILE)}')
+  return 0
+
+
+def _run_failed(error: Exception, output_dir: str) -> int:
+  logging.exception('Run failed')
+  print(f'\nofficial-tfx: run failed: {type(error).__name__}: {error}', file=sys.stderr)
+  print(f'Nothing was pushed. Logs: {os.path.join(output_dir, "logs")}', file=sys.stderr)
+  return 1
+
+
+def compile_command(model: str) -> int:
+  """`official-tfx compile MODEL`: writes the model's KFP v2 pipeline spec; returns the status."""
+  from pipelines import engines  # imports TFX and KFP
+  path = engines.compile_kubeflow_v2(model, FLAGS.output_file, FLAGS.image)
+  print(f'official-tfx: {model} -> Kubeflow Pipelines v2 spec {path}')
   return 0
 
 
@@ -207,12 +87,15 @@ def main(argv):
     for name in spec_lib.names():
       print(f'{name:{width}s}{spec_lib.get(name).description}')
     return 0
-  if len(args) != 2 or args[0] != 'run':
+  if len(args) != 2 or args[0] not in COMMANDS:
     raise app.UsageError(USAGE)
   try:
-    return run_command(args[1])
+    return COMMANDS[args[0]](args[1])
   except (KeyError, ValueError) as e:
     raise app.UsageError(str(e).strip('"'))
+
+
+COMMANDS = {'run': run_command, 'compile': compile_command}
 
 
 def entry_point():

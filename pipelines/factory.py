@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfx import v1 as tfx
@@ -43,6 +44,7 @@ class RunConfig:
     row_ranges: split -> (first row, number of rows or None) of its file; see `row_ranges()`.
     remote_root: where the components write artifacts, when not `<output_dir>/pipeline_root`
       (a gs:// path for Dataflow); ML Metadata, logs and the run summary stay in output_dir.
+    serving_model_dir: the Pusher's filesystem destination; default `<output_dir>/serving_model`.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -58,6 +60,11 @@ class RunConfig:
   transform_statistics: bool = False
   row_ranges: Dict[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
   remote_root: Optional[str] = None
+  serving_model_dir: Optional[str] = None
+
+  def __post_init__(self):
+    if self.serving_model_dir is None:
+      self.serving_model_dir = os.path.join(self.output_dir, 'serving_model')
 
   @property
   def pipeline_root(self) -> str:
@@ -67,16 +74,37 @@ class RunConfig:
   def metadata_path(self) -> str:
     return os.path.join(self.output_dir, 'metadata.sqlite')
 
-  @property
-  def serving_model_dir(self) -> str:
-    return os.path.join(self.output_dir, 'serving_model')
+
+def is_remote(path: str) -> bool:
+  """Whether `path` is a URI of a remote filesystem (gs://, s3://, hdfs://, ...)."""
+  return '://' in path
 
 
-def split_patterns(split_files: Mapping[str, str]) -> Dict[str, Any]:
-  """{split: file} -> (input_base, {split: pattern relative to input_base})."""
-  paths = {split: os.path.abspath(path) for split, path in split_files.items()}
-  input_base = os.path.commonpath([os.path.dirname(p) for p in paths.values()])
-  return input_base, {split: os.path.relpath(p, input_base) for split, p in paths.items()}
+def split_patterns(split_files: Mapping[str, str]) -> Tuple[str, Dict[str, str]]:
+  """{split: file} -> (input_base, {split: pattern relative to input_base}).
+
+  Local paths are made absolute; remote URIs (gs://bucket/...) are kept as they are, and must then
+  all share one scheme and bucket.
+
+  Raises:
+    ValueError: local files mixed with remote ones, or remote ones under different buckets.
+  """
+  remote = {split: is_remote(path) for split, path in split_files.items()}
+  if not any(remote.values()):
+    paths = {split: os.path.abspath(path) for split, path in split_files.items()}
+    input_base = os.path.commonpath([os.path.dirname(p) for p in paths.values()])
+    return input_base, {split: os.path.relpath(p, input_base) for split, p in paths.items()}
+  prefixes = {path.split('://', 1)[0] + '://' + path.split('://', 1)[1].split('/', 1)[0]
+              for path in split_files.values() if is_remote(path)}
+  if not all(remote.values()) or len(prefixes) != 1:
+    raise ValueError(f'the splits\' files must all be local or all under one bucket: '
+                     f'{dict(split_files)}')
+  (prefix,) = prefixes
+  keys = {split: path[len(prefix):].lstrip('/') for split, path in split_files.items()}
+  common = posixpath.commonpath([posixpath.dirname('/' + k) for k in keys.values()]).lstrip('/')
+  input_base = f'{prefix}/{common}'.rstrip('/')
+  return input_base, {split: posixpath.relpath('/' + k, '/' + common)
+                      for split, k in keys.items()}
 
 
 def row_ranges(spec: ModelSpec, canonical_splits: Sequence[str],
@@ -118,8 +146,8 @@ def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
   return trainer
 
 
-def create_pipeline(spec: ModelSpec, config: RunConfig,
-                    split_files: Mapping[str, str]) -> tfx.dsl.Pipeline:
+def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
+                    local_metadata: bool = True) -> tfx.dsl.Pipeline:
   """Builds the TFX pipeline of `spec` for one run.
 
   Args:
@@ -127,10 +155,11 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
     config: the run's settings.
     split_files: split name -> raw data file (already resolved and verified), e.g.
       {'train': '.../adult.data.gz', 'eval': '.../adult.test.gz'}.
+    local_metadata: connect to SQLite ML Metadata at `config.metadata_path`; False for an engine
+      that brings its own (Kubeflow, Vertex).
 
   Returns:
-    A tfx.dsl.Pipeline named `spec.name`, rooted at `config.pipeline_root`, with SQLite ML Metadata
-    at `config.metadata_path`.
+    A tfx.dsl.Pipeline named `spec.name`, rooted at `config.pipeline_root`.
 
   Raises:
     ValueError: bad model type, hyperparameter or strategy; non-positive train steps or batch
@@ -196,6 +225,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
       components=[example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
                   *preprocessing, trainer, model_resolver, evaluator, pusher],
       enable_cache=config.enable_cache,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          config.metadata_path),
+      metadata_connection_config=(
+          tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+          if local_metadata else None),
       beam_pipeline_args=list(config.beam_pipeline_args))

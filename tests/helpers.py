@@ -1,14 +1,17 @@
-"""Helpers shared by the tests: run TextLineExampleGen's executor, read its output, run the CLI."""
+"""Helpers shared by the tests: run TextLineExampleGen's executor, read its output, run the CLI,
+score a census SavedModel."""
 
 import os
 import subprocess
 import sys
-from typing import List, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components import text_example_gen
+from preprocessing import census
 
 
 def run_example_gen(output_dir: str, input_base: str, splits: Mapping[str, str],
@@ -36,3 +39,20 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
   """`official-tfx ARGS...` in a fresh process; returns the finished process (text output)."""
   return subprocess.run([sys.executable, '-m', 'pipelines.cli', *args], capture_output=True,
                         text=True, timeout=timeout, check=False)
+
+
+def census_serving_accuracy(model_dir: str, lines: Sequence[str], batch_size: int = 4096) -> float:
+  """Accuracy of a census SavedModel's `serving_default` on raw UCI Adult lines.
+
+  Every line that parses (adult.test's junk first line and blank lines do not) is sent as a
+  serialized raw tf.Example, as TF Serving would send it; a probability over 0.5 predicts >50K.
+  """
+  rows = [r for r in map(census.parse_line, lines) if r]
+  labels = np.array([r.pop(census.LABEL_KEY) for r in rows])
+  examples = [text_example_gen.to_example(r).SerializeToString() for r in rows]
+  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  probabilities = np.concatenate([
+      serve(examples=tf.constant(examples[i:i + batch_size]))['probabilities'].numpy()[:, 0]
+      for i in range(0, len(examples), batch_size)])
+  assert probabilities.shape == labels.shape
+  return float(np.mean((probabilities > 0.5) == labels))

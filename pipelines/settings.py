@@ -1,0 +1,185 @@
+"""The `official-tfx` flags and the run they describe: one definition for the command line
+(pipelines/cli.py) and for the engines' runner files (pipelines/engines.py).
+
+`build_run(model)` turns the parsed flags into (spec, RunConfig, {split: raw file}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Tuple
+
+from absl import app, flags
+
+from beam_runner import runners as beam_runners
+from model_fns.strategy import STRATEGIES
+from pipelines import spec as spec_lib
+from pipelines import factory
+from pipelines.factory import RunConfig
+from preprocessing import datasets
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('model_type', None, 'Model variant; default: the model\'s first (census: '
+                    'wide_deep, wide or deep).')
+flags.DEFINE_string('data_root', None, 'Local data root laid out like ../shared/data (plain or .gz '
+                    f'files); default ${datasets.DATA_ROOT_ENV}. When unset, canonical files are '
+                    'downloaded into the cache.')
+flags.DEFINE_string('cache_dir', None, f'Download cache; default ${datasets.CACHE_DIR_ENV} or '
+                    f'{datasets.DEFAULT_CACHE_DIR}.')
+flags.DEFINE_string('output_dir', None, 'Where the run writes pipeline artifacts, ML Metadata, the '
+                    'pushed model, logs and run_summary.json; default ./output/<model>.')
+flags.DEFINE_string('pipeline_root', None, 'Where the components write their artifacts; default '
+                    '<output_dir>/pipeline_root. A gs:// path for Dataflow (ML Metadata, logs, the '
+                    'run summary and the pushed model stay in --output_dir).')
+flags.DEFINE_string('serving_model_dir', None, 'Where the Pusher copies a blessed model; default '
+                    '<output_dir>/serving_model (compile: <pipeline_root>/serving_model).')
+flags.DEFINE_string('image', None, 'compile: the container image of every component, with this '
+                    'package installed (default: TFX\'s image, which lacks it).')
+flags.DEFINE_string('output_file', None, 'compile: the KFP v2 pipeline spec to write; default '
+                    '<model>_pipeline.json.')
+flags.DEFINE_integer('train_steps', None, 'Training steps; default: the model\'s.')
+flags.DEFINE_integer('batch_size', None, 'Global training batch size; default: the model\'s.')
+flags.DEFINE_string('hparams', '{}', 'JSON object of hyperparameter overrides, e.g. '
+                    '\'{"learning_rate": 0.003, "hidden_units": [64, 32]}\'.')
+flags.DEFINE_enum('distribution_strategy', 'default', STRATEGIES, 'tf.distribute strategy.')
+flags.DEFINE_integer('num_gpus', 0, 'GPUs for one_device / mirrored.')
+flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strategy.')
+flags.DEFINE_enum('beam_runner', 'direct', beam_runners.RUNNERS, 'Where the Beam stages run '
+                  '(ExampleGen, StatisticsGen, Transform, Evaluator).')
+flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
+                     'multi-process.')
+flags.DEFINE_string('project', None, 'Dataflow: Google Cloud project id.')
+flags.DEFINE_string('region', None, 'Dataflow: region, e.g. us-central1.')
+flags.DEFINE_string('temp_location', None, 'Dataflow: gs:// temporary location.')
+flags.DEFINE_string('staging_location', None, 'Dataflow: gs:// staging location (default: temp).')
+flags.DEFINE_integer('num_workers', None, 'Dataflow: initial workers.')
+flags.DEFINE_integer('max_num_workers', None, 'Dataflow: maximum workers (autoscaling).')
+flags.DEFINE_string('machine_type', None, 'Dataflow: worker machine type, e.g. n2-standard-4.')
+flags.DEFINE_string('setup_file', None, 'Dataflow: the package shipped to workers (default: this '
+                    'checkout\'s setup.py).')
+flags.DEFINE_string('sdk_container_image', None, 'Dataflow: a worker image with this package '
+                    'installed, instead of --setup_file.')
+flags.DEFINE_string('job_endpoint', None, 'Flink / Spark: job service host:port (Flink also '
+                    '[local] / [auto]).')
+flags.DEFINE_string('environment_type', None, 'Flink / Spark: SDK harness DOCKER (default), '
+                    'PROCESS, EXTERNAL or LOOPBACK.')
+flags.DEFINE_string('environment_config', None, 'Flink / Spark: the harness\'s image, command '
+                    'or address.')
+BEAM_FLAGS = ('project', 'region', 'temp_location', 'staging_location', 'num_workers',
+              'max_num_workers', 'machine_type', 'setup_file', 'sdk_container_image',
+              'job_endpoint', 'environment_type', 'environment_config')
+flags.DEFINE_boolean('enable_cache', True, 'Reuse the outputs of unchanged components.')
+flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fraction of a '
+                   'split\'s raw rows is malformed; default: the model\'s (census 0.001, higgs 0: '
+                   'the first malformed row fails the run).')
+flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- and '
+                     'post-transform statistics (slower).')
+flags.DEFINE_string('train_data', None, 'Read the train split from this file instead of the '
+                    'canonical one (same raw format; not checksummed).')
+flags.DEFINE_string('eval_data', None, 'Likewise for the eval split.')
+flags.DEFINE_boolean('sample', False, 'Read the dataset\'s small real samples from the data root '
+                     'instead of its canonical files (higgs: HIGGS.sample-11k.csv to train, '
+                     'HIGGS.sample-5k.csv to evaluate).')
+# Row ranges, named as in the seed (official/boosted_trees/train_higgs.py). Rows are the lines of
+# the split's file, from 0; the default is the dataset's range for its canonical file (higgs: the
+# first 1,000,000 rows to train, 1,000,000 rows from row 10,000,000 to evaluate), else all rows.
+for _split in ('train', 'eval'):
+  flags.DEFINE_integer(f'{_split}_start', None, f'First row of the {_split} split\'s file to read.',
+                       lower_bound=0)
+  flags.DEFINE_integer(f'{_split}_count', None, f'Rows of the {_split} split\'s file to read.',
+                       lower_bound=1)
+# Hyperparameter flags of the seed models; each overrides the --hparams entry of the same name.
+flags.DEFINE_float('learning_rate', None, 'Learning rate (census: Adam; higgs: the boosting '
+                   'shrinkage, seed 0.1).')
+flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).')
+flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).')
+flags.DEFINE_integer('num_factors', None, 'movielens: GMF embedding size (seed 8; benchmark 64).')
+flags.DEFINE_list('layers', None, 'movielens: MLP layer sizes, the first split between the user '
+                  'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64).')
+flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).')
+flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).')
+HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layers', 'num_neg',
+                'train_epochs')
+
+
+
+def _split_files(spec) -> Tuple[Dict[str, str], List[str]]:
+  """({split: raw file}, the splits read from their canonical file), from the data flags.
+
+  A split comes from `--<split>_data` when given (unverified; a remote URI is not even looked
+  at here), else from the dataset's sample
+  (`--sample`) or canonical file, resolved and verified (preprocessing.datasets).
+  """
+  if FLAGS.sample and not spec.dataset.sample_splits:
+    raise datasets.DatasetError(f'--sample: {spec.name} has no sample files')
+  names = spec.dataset.sample_splits if FLAGS.sample else spec.dataset.splits
+  files, canonical = {}, []
+  for split, name in names.items():
+    given = getattr(FLAGS, f'{split}_data', None)
+    if given and factory.is_remote(given):  # read, and so checked, by ExampleGen where it runs
+      files[split] = given
+      continue
+    if given:
+      files[split] = os.path.abspath(given)
+      if not os.path.isfile(files[split]):
+        raise datasets.DatasetError(f'--{split}_data: no file at {files[split]}')
+      continue
+    files[split] = datasets.resolve_file(spec.dataset, name, FLAGS.data_root, FLAGS.cache_dir)
+    if not FLAGS.sample:
+      canonical.append(split)
+  return files, canonical
+
+
+def _beam_pipeline_args():
+  """The Beam stages' arguments from the runner flags; raises BeamOptionsError (a usage error)."""
+  config = beam_runners.BeamRunnerConfig(
+      runner=FLAGS.beam_runner, direct_num_workers=FLAGS.beam_direct_num_workers,
+      **{name: getattr(FLAGS, name) for name in BEAM_FLAGS})
+  if FLAGS.beam_runner == 'dataflow' and not (FLAGS.pipeline_root or '').startswith('gs://'):
+    raise beam_runners.BeamOptionsError(
+        'Dataflow workers read and write the pipeline\'s artifacts: set --pipeline_root to a '
+        'gs:// path')
+  return beam_runners.pipeline_args(config)
+
+
+def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]]:
+  """The spec, run settings and {split: raw file} of `model`, from the parsed flags.
+
+  Shared by `official-tfx run` and the engines' runner files (pipelines/engines.py). Resolves and
+  verifies the dataset's files (downloading them into the cache when there is no data root).
+
+  Raises:
+    app.UsageError: bad --hparams.
+    KeyError: unknown model.
+    ValueError: bad model type, hyperparameter, strategy or row range.
+    beam_runners.BeamOptionsError: wrong or missing Beam runner options.
+    datasets.DatasetError: a missing file or a checksum mismatch.
+  """
+  spec = spec_lib.get(model)
+  try:
+    hparams = json.loads(FLAGS.hparams)
+  except json.JSONDecodeError as e:
+    raise app.UsageError(f'--hparams is not a JSON object: {e}')
+  if not isinstance(hparams, dict):
+    raise app.UsageError('--hparams must be a JSON object')
+  for name in HPARAM_FLAGS:
+    value = getattr(FLAGS, name)
+    if value is not None:
+      hparams[name] = [int(v) for v in value] if name == 'layers' else value
+  output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
+  config = RunConfig(
+      output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
+      batch_size=FLAGS.batch_size, hparams=hparams,
+      distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu,
+      beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
+      serving_model_dir=FLAGS.serving_model_dir,
+      enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
+      transform_statistics=FLAGS.transform_statistics)
+  factory.trainer_config(spec, config)  # a bad model type or hparam is a usage error, found now
+  split_files, canonical = _split_files(spec)
+  config.row_ranges = factory.row_ranges(
+      spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),
+                                getattr(FLAGS, f'{split}_count', None))
+                        for split in split_files})
+  return spec, config, split_files

@@ -1,0 +1,217 @@
+"""The same census pipeline on the other engines: the `tfx` CLI (local and beam engines), Airflow
+(`airflow dags test` on SQLite) and Kubeflow Pipelines v2 / Vertex (compiled and validated)."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import components as kfp_components
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipelines import engines, factory, metadata, spec as spec_lib
+from pipelines.factory import RunConfig
+from tests import helpers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNERS = os.path.join(REPO, 'pipelines', 'runners')
+BIN = os.path.dirname(sys.executable)
+IMAGE = 'us-docker.pkg.dev/my-project/tfx/official-tfx:0.1'
+# A real but smaller census run for the engines: the first 12,000 adult.data rows to train, the
+# 6,000 adult.test rows after its junk first line to evaluate, 1,000 steps (accuracy measured
+# below; the blessing bar is 0.83).
+ENGINE_FLAGS = '--train_count=12000 --eval_start=1 --eval_count=6000 --train_steps=1000'
+EVAL_ROWS = 6000
+SEED_BAR = 0.83
+
+
+def _engine_env(tmp_path, data_root, output_dir, extra_flags=''):
+  env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get('PATH', ''),
+             OFFICIAL_TFX_MODEL='census',
+             OFFICIAL_TFX_FLAGS=f'--data_root={data_root} --output_dir={output_dir} '
+                                f'{ENGINE_FLAGS} {extra_flags}',
+             PYTHONPATH=REPO)
+  env.pop('OFFICIAL_TFX_DATA_ROOT', None)  # the flags name the data root
+  return env
+
+
+def _eval_lines(adult_lines):
+  """The adult.test lines that ENGINE_FLAGS evaluates on."""
+  return adult_lines['eval'][1:EVAL_ROWS + 1]
+
+
+def _run(args, env, cwd, timeout=900):
+  result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+  assert result.returncode == 0, (args, result.stdout[-3000:], result.stderr[-5000:])
+  return result
+
+
+@pytest.mark.e2e
+def test_tfx_cli_registers_and_runs_census_on_the_local_and_beam_engines(tmp_path, data_root,
+                                                                          adult_lines):
+  out = tmp_path / 'out'
+  env = _engine_env(tmp_path, data_root, out)
+  env.update(LOCAL_HOME=str(tmp_path / 'local_home'), BEAM_HOME=str(tmp_path / 'beam_home'))
+
+  created = _run(['tfx', 'pipeline', 'create', '--engine=local',
+                  f'--pipeline_path={RUNNERS}/local_runner.py'], env, tmp_path)
+  assert 'Pipeline "census" created successfully' in created.stdout
+  with open(tmp_path / 'local_home' / 'census' / 'pipeline_args.json') as f:
+    registered = json.load(f)
+  assert registered['pipeline_name'] == 'census'
+  assert registered['pipeline_root'] == str(out / 'pipeline_root')
+  assert not (out / 'metadata.sqlite').exists()  # registering runs nothing
+
+  _run(['tfx', 'run', 'create', '--engine=local', '--pipeline_name=census'], env, tmp_path)
+  summary_metrics = dict(spec_lib.get('census').evaluation.summary_metrics)
+  store = metadata.open_store(str(out / 'metadata.sqlite'))
+  local = metadata.summarize(store, 'census', 0, summary_metrics)
+  names = [s['name'] for s in local['stages']]
+  assert {'TextLineExampleGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher'} <= set(names)
+  assert local['examples'] == {'train': 12000, 'eval': 6000}
+  assert local['metrics']['example_count'] == EVAL_ROWS
+  assert local['metrics']['accuracy'] >= SEED_BAR and local['blessed'], local['metrics']
+  assert helpers.census_serving_accuracy(local['pushed_model'], _eval_lines(adult_lines)) == pytest.approx(
+      local['metrics']['accuracy'], abs=2e-3)
+
+  # The beam engine on the same pipeline root and ML Metadata: everything up to the Trainer is
+  # served from the local engine's cache.
+  since = metadata.now_ms()
+  _run(['tfx', 'pipeline', 'create', '--engine=beam',
+        f'--pipeline_path={RUNNERS}/beam_dag_runner.py'], env, tmp_path)
+  _run(['tfx', 'run', 'create', '--engine=beam', '--pipeline_name=census'], env, tmp_path)
+  beam = metadata.summarize(metadata.open_store(str(out / 'metadata.sqlite')), 'census', since,
+                            summary_metrics)
+  cached = {s['name'] for s in beam['stages'] if s['cached']}
+  assert {'TextLineExampleGen', 'StatisticsGen', 'Transform', 'Trainer'} <= cached, beam['stages']
+  # The Evaluator runs again: its baseline is now the model the first run blessed.
+  assert beam['metrics']['accuracy'] == pytest.approx(local['metrics']['accuracy'])
+
+
+@pytest.mark.e2e
+def test_airflow_runs_the_census_dag_and_pushes_a_blessed_model(tmp_path, data_root, adult_lines):
+  out = tmp_path / 'out'
+  env = _engine_env(tmp_path, data_root, out)
+  env.update(AIRFLOW_HOME=str(tmp_path / 'airflow'),
+             AIRFLOW__CORE__DAGS_FOLDER=RUNNERS,
+             AIRFLOW__CORE__LOAD_EXAMPLES='False',
+             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f'sqlite:///{tmp_path}/airflow/airflow.db')
+  _run(['airflow', 'db', 'migrate'], env, tmp_path)
+  listed = _run(['airflow', 'dags', 'list', '--output', 'json'], env, tmp_path)
+  (dags,) = [line for line in listed.stdout.splitlines() if line.startswith('[{')]
+  assert [d['dag_id'] for d in json.loads(dags)] == ['census'], listed.stdout[-3000:]
+
+  started = time.time()
+  result = _run(['airflow', 'dags', 'test', 'census', '2026-11-21'], env, tmp_path)
+  log = result.stdout + result.stderr
+  for task in ('TextLineExampleGen', 'Transform', 'Trainer', 'Evaluator', 'Pusher'):
+    assert f'task_id={task},' in log and f'Marking task as SUCCESS. dag_id=census, task_id={task}' in log
+  assert 'state=success' in log
+
+  # Blessed by the Evaluator (ML Metadata in the run's SQLite) and pushed by the Pusher.
+  store = metadata.open_store(str(out / 'metadata.sqlite'))
+  blessings = store.get_artifacts_by_type('ModelBlessing')
+  assert [b.custom_properties['blessed'].int_value for b in blessings] == [1]
+  (pushed,) = glob.glob(str(out / 'serving_model' / '*' / 'saved_model.pb'))
+  assert os.path.getmtime(pushed) >= started
+  assert helpers.census_serving_accuracy(os.path.dirname(pushed), _eval_lines(adult_lines)) >= SEED_BAR
+
+
+def _remote_run(name, tmp_path):
+  spec = spec_lib.get(name)
+  config = RunConfig(output_dir=str(tmp_path / name), remote_root=f'gs://my-bucket/{name}/root')
+  files = {split: f'gs://my-bucket/data/{spec.dataset.directory}/{file}'
+           for split, file in spec.dataset.splits.items()}
+  return spec, config, files
+
+
+@pytest.mark.parametrize('name', spec_lib.names())
+def test_every_pipeline_compiles_to_a_valid_kfp_v2_spec(name, tmp_path):
+  spec, config, files = _remote_run(name, tmp_path)
+  output_file = tmp_path / f'{name}.json'
+  engines.kubeflow_v2_pipeline_job(spec, config, files, image=IMAGE, output_file=str(output_file))
+  with open(output_file) as f:
+    job = json.load(f)
+  json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())  # strict: unknown fields fail
+  pipeline_spec = json_format.ParseDict(job['pipelineSpec'], pipeline_spec_pb2.PipelineSpec())
+  # KFP's own loader reads it as a pipeline it could run or nest.
+  loaded = kfp_components.load_component_from_text(yaml.safe_dump(job['pipelineSpec']))
+  assert loaded.pipeline_spec.pipeline_info.name == name
+  assert job['runtimeConfig']['gcsOutputDirectory'] == f'gs://my-bucket/{name}/root'
+
+  tasks = pipeline_spec.root.dag.tasks
+  expected = {'TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+              'AnomaliesGate', 'Trainer', 'Evaluator', 'Pusher'}
+  assert expected <= set(tasks)
+  assert ('Transform' in tasks) == bool(spec.preprocessing_fn)
+  assert set(tasks['Evaluator'].dependent_tasks) >= {'Trainer', 'TextLineExampleGen'}
+  executors = job['pipelineSpec']['deploymentSpec']['executors']
+  assert {e['container']['image'] for e in executors.values() if 'container' in e} == {IMAGE}
+  example_gen = json.dumps(executors['TextLineExampleGen_executor'])
+  assert f'gs://my-bucket/data/{spec.dataset.directory}' in json.dumps(job)
+  assert 'components.text_example_gen.Executor' in example_gen
+  assert 'model_fns.trainer.run_fn' in json.dumps(job)
+  assert f'gs://my-bucket/{name}/root/serving_model' in json.dumps(job)
+
+
+def test_kubeflow_needs_remote_data_root_and_push_destination(tmp_path):
+  spec, config, files = _remote_run('census', tmp_path)
+  files['eval'] = '/local/adult.test'
+  config.remote_root = None
+  with pytest.raises(engines.EngineConfigError) as e:
+    engines.kubeflow_v2_config(spec, config, files)
+  assert "--eval_data must be a remote URI (gs://...), not '/local/adult.test'" in str(e.value)
+  assert '--pipeline_root must be a remote URI' in str(e.value)
+
+
+def test_compile_cli_writes_the_spec_with_the_image_and_dataflow_options(tmp_path):
+  flags = ['compile', 'census', f'--image={IMAGE}', '--pipeline_root=gs://my-bucket/root',
+           '--train_data=gs://my-bucket/census/adult.data',
+           '--eval_data=gs://my-bucket/census/adult.test', '--beam_runner=dataflow',
+           '--project=my-project', '--region=us-central1', '--temp_location=gs://my-bucket/tmp',
+           f'--output_file={tmp_path}/census.json']
+  result = helpers.run_cli(*flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'Kubeflow Pipelines v2 spec {tmp_path}/census.json' in result.stdout
+  with open(tmp_path / 'census.json') as f:
+    executors = json.load(f)['pipelineSpec']['deploymentSpec']['executors']
+  args = executors['Transform_executor']['container']['args']
+  assert '--runner=DataflowRunner' in args and '--project=my-project' in args
+  # The workers run the same image; the checkout's setup.py is not in the container.
+  assert f'--sdk_container_image={IMAGE}' in args
+  assert not any(a.startswith('--setup_file') for a in args)
+
+  result = helpers.run_cli('compile', 'census', f'--image={IMAGE}',
+                           '--pipeline_root=gs://my-bucket/root')
+  assert result.returncode == 1
+  assert 'give --train_data and --eval_data as remote URIs' in result.stderr
+
+
+def test_runner_files_read_model_and_flags_from_the_environment(monkeypatch, tmp_path):
+  monkeypatch.setenv(engines.MODEL_ENV, 'higgs')
+  monkeypatch.setenv(engines.FLAGS_ENV, f'--output_dir={tmp_path} --num_trees=7 --sample')
+  assert engines.parse_environment() == 'higgs'
+  assert engines.settings.FLAGS.num_trees == 7 and engines.settings.FLAGS.sample
+  monkeypatch.setenv(engines.FLAGS_ENV, '--num_tree=7')
+  with pytest.raises(engines.EngineConfigError, match=r'\$OFFICIAL_TFX_FLAGS: .*num_tree'):
+    engines.parse_environment()
+  monkeypatch.setenv(engines.FLAGS_ENV, '')
+  monkeypatch.delenv(engines.MODEL_ENV)
+  assert engines.parse_environment() == 'census'
+  assert engines.settings.FLAGS.num_trees is None  # earlier settings do not leak
+
+
+def test_remote_split_files_share_one_input_base():
+  assert factory.split_patterns({'train': 'gs://b/d/census/adult.data',
+                                 'eval': 'gs://b/d/census/adult.test'}) == (
+                                     'gs://b/d/census', {'train': 'adult.data',
+                                                         'eval': 'adult.test'})
+  with pytest.raises(ValueError, match='all be local or all under one bucket'):
+    factory.split_patterns({'train': 'gs://b/x', 'eval': '/local/y'})
+
