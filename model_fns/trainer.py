@@ -19,6 +19,8 @@ import abc
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -274,9 +276,16 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
                  seed: Optional[int] = None) -> tf.data.Dataset:
   """(features, label) batches from gzipped TFRecords of tf.Examples (transformed or raw).
 
-  Only the features of `feature_spec` (and the label) are parsed; a [batch, 1] label becomes [batch]. Training data is shuffled and
-  repeated forever (batches of exactly `batch_size`); evaluation data is one ordered pass (the last
-  batch may be smaller).
+  Only the features of `feature_spec` (and the label) are parsed; a [batch, 1] label becomes
+  [batch]. Training data is shuffled and repeated forever (batches of exactly `batch_size`, the
+  global batch); evaluation data is one ordered pass (the last batch may be smaller).
+
+  Sharding across workers (MultiWorkerMirroredStrategy only; single-process strategies ignore it)
+  is set explicitly to `AutoShardPolicy.DATA`: every worker reads every file and keeps its own
+  share of each global batch. FILE sharding needs at least one file per worker, and TFX's
+  Transform usually writes a census split as a single file (AUTO would fall back to DATA with a
+  warning). DATA keeps the workers' batches disjoint because every worker shuffles with the same
+  `seed`; with `seed=None` each worker shuffles on its own and their batches may overlap.
   """
   dataset = read_records(file_patterns, shuffle_files=training, seed=seed)
   if cache:
@@ -292,7 +301,10 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
       label = tf.squeeze(label, -1)  # a raw [batch, 1] label, as the schema gives it
     return features, label
 
-  return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return (dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+          .with_options(options))
 
 
 class _ThroughputLogger(tf_keras.callbacks.Callback):
@@ -366,6 +378,25 @@ def load_task(config: TrainerConfig) -> KerasTask:
   return task
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's outputs (model, metrics, TensorBoard logs).
+
+  A strategy without a cluster (default, one_device, mirrored, or multi_worker without $TF_CONFIG)
+  runs in one process, the chief. In a cluster, the chief is the task of type `chief`, or
+  `worker` 0 when the cluster has no `chief` job (MultiWorkerMirroredStrategy's convention, the
+  one Vertex AI Training follows); every other task (other workers, an evaluator) is not.
+  Reads `strategy.cluster_resolver` (task type, index and cluster spec); never raises.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  task_type = getattr(resolver, 'task_type', None)
+  if resolver is None or not task_type:
+    return True
+  if task_type == 'chief':
+    return True
+  has_chief = 'chief' in resolver.cluster_spec().jobs
+  return task_type == 'worker' and resolver.task_id == 0 and not has_chief
+
+
 def run_fn(fn_args: FnArgs) -> None:
   """TFX Trainer entry point (named by module path: `model_fns.trainer.run_fn`).
 
@@ -373,6 +404,12 @@ def run_fn(fn_args: FnArgs) -> None:
   steps), evaluates on the whole eval split (logged, and written to
   `<model_run_dir>/eval_metrics.json`), writes TensorBoard logs to `fn_args.model_run_dir` and
   exports to `fn_args.serving_model_dir`.
+
+  Under MultiWorkerMirroredStrategy the same function runs once per worker (each with its
+  $TF_CONFIG). Every worker trains, evaluates and saves, since all three run collective ops that
+  need every worker, but only the chief (`is_chief`) writes to `serving_model_dir` and
+  `model_run_dir`: the others export to a temporary directory they delete afterwards, and write
+  neither metrics nor TensorBoard logs.
 
   Raises:
     ValueError: an unknown model type, hyperparameter or distribution strategy.
@@ -383,8 +420,12 @@ def run_fn(fn_args: FnArgs) -> None:
   tf_keras.utils.set_random_seed(config.seed)
   inputs = ModelInputs.from_fn_args(fn_args)
   strategy = strategy_lib.get_strategy(config.distribution_strategy, config.num_gpus, config.tpu)
-  logging.info('Training %s (%s) with %s on %d replica(s), hparams %s', config.task,
-               config.model_type, type(strategy).__name__, strategy.num_replicas_in_sync, hparams)
+  chief = is_chief(strategy)
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  logging.info('Training %s (%s) with %s on %d replica(s)%s, hparams %s', config.task,
+               config.model_type, type(strategy).__name__, strategy.num_replicas_in_sync,
+               f' as {resolver.task_type} {resolver.task_id} ({"chief" if chief else "not chief"})'
+               if getattr(resolver, 'task_type', None) else '', hparams)
 
   with strategy.scope():
     model = task.build_model(inputs, config.model_type, hparams)
@@ -392,12 +433,21 @@ def run_fn(fn_args: FnArgs) -> None:
   feature_spec = {k: inputs.feature_spec[k]
                   for k in task.model_features(model, inputs) + [task.label_key]}
   data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config)
-  callbacks = [tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq='epoch')]
+  callbacks = ([tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
+                                               update_freq='epoch')] if chief else [])
   task.train(model, data, hparams, fn_args.train_steps, callbacks)
 
   results = task.evaluate(model, hparams, fn_args.eval_files, feature_spec, config,
                           fn_args.eval_steps)
   logging.info('End-of-training evaluation: %s', results)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'eval_metrics.json'), 'w') as f:
-    json.dump(results, f, indent=2)
-  export_serving_model(model, task, inputs, fn_args.serving_model_dir)
+  if chief:
+    tf.io.gfile.makedirs(fn_args.model_run_dir)  # TFX's Trainer made it; a bare worker may not.
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'eval_metrics.json'), 'w') as f:
+      json.dump(results, f, indent=2)
+    export_serving_model(model, task, inputs, fn_args.serving_model_dir)
+    return
+  scratch = tempfile.mkdtemp(prefix='official_tfx_worker_export_')
+  try:  # The save's collective ops need every worker; the copy is thrown away.
+    export_serving_model(model, task, inputs, os.path.join(scratch, 'model'))
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
