@@ -76,7 +76,8 @@ flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fra
 flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- and '
                      'post-transform statistics (slower).')
 flags.DEFINE_string('train_data', None, 'Read the train split from this file instead of the '
-                    'canonical one (same raw format; not checksummed).')
+                    'canonical one (same raw format; not checksummed). A remote URI (gs://...) is '
+                    'read where ExampleGen runs (compile, remote runners).')
 flags.DEFINE_string('eval_data', None, 'Likewise for the eval split.')
 flags.DEFINE_boolean('sample', False, 'Read the dataset\'s small real samples from the data root '
                      'instead of its canonical files (higgs: HIGGS.sample-11k.csv to train, '
