@@ -216,11 +216,11 @@ class KerasTask(abc.ABC):
     if not train_steps or train_steps <= 0:
       raise ValueError(f'{type(self).__name__} trains for a number of steps: set train_steps')
     train = data.repeated()
-    per_epoch = min(data.config.log_every_steps, train_steps)
-    callbacks = callbacks + [_ThroughputLogger(per_epoch, data.config.batch_size)]
+    per_epoch = logging_epoch_steps(train_steps, data.config.log_every_steps)
+    callbacks = callbacks + [_ThroughputLogger(data.config.batch_size)]
     epochs, remainder = divmod(train_steps, per_epoch)
     model.fit(train, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=0)
-    if remainder:
+    if remainder:  # a second fit traces the train function again (~20-30 s on census)
       model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
                 callbacks=callbacks, verbose=0)
 
@@ -307,12 +307,26 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
           .with_options(options))
 
 
-class _ThroughputLogger(tf_keras.callbacks.Callback):
-  """Logs the training metrics and examples/s at the end of every epoch (`log_every_steps` steps)."""
+def logging_epoch_steps(train_steps: int, log_every_steps: int) -> int:
+  """Steps per Keras epoch (one log line each) for `train_steps` steps: the largest divisor of
+  `train_steps` that is at most `log_every_steps` and at least a quarter of it, so that training is
+  one `fit` call (one trace); `min(log_every_steps, train_steps)` when there is no such divisor
+  (a second `fit` then runs the remainder). E.g. (2000, 500) -> 500, (600, 500) -> 300,
+  (997, 500) -> 500."""
+  if train_steps <= log_every_steps:
+    return train_steps
+  for steps in range(log_every_steps, max(log_every_steps // 4, 1) - 1, -1):
+    if train_steps % steps == 0:
+      return steps
+  return log_every_steps
 
-  def __init__(self, steps_per_epoch: int, batch_size: int):
+
+class _ThroughputLogger(tf_keras.callbacks.Callback):
+  """Logs the training metrics and examples/s at the end of every Keras epoch."""
+
+  def __init__(self, batch_size: int):
     super().__init__()
-    self._examples = steps_per_epoch * batch_size
+    self._batch_size = batch_size
     self._start = time.time()
 
   def on_epoch_begin(self, epoch, logs=None):
@@ -320,8 +334,9 @@ class _ThroughputLogger(tf_keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     elapsed = max(time.time() - self._start, 1e-9)
+    examples = (self.params or {}).get('steps', 0) * self._batch_size  # this fit's steps/epoch
     metrics = ' '.join(f'{k}={float(v):.4f}' for k, v in (logs or {}).items())
-    logging.info('epoch %d: %s (%.0f examples/s)', epoch + 1, metrics, self._examples / elapsed)
+    logging.info('epoch %d: %s (%.0f examples/s)', epoch + 1, metrics, examples / elapsed)
 
 
 def _input_names(model: tf_keras.Model) -> List[str]:

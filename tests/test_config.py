@@ -9,6 +9,7 @@ import tensorflow as tf
 from beam_runner import options
 from model_fns import strategy
 from model_fns.census import CensusTask
+from model_fns.trainer import logging_epoch_steps
 from pipelines import factory, spec as spec_lib
 
 
@@ -79,3 +80,11 @@ def test_cli_rejects_an_unknown_model_with_the_known_ones():
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 1
   assert "unknown model 'nosuch'; known: census" in result.stderr
+
+
+def test_training_runs_as_one_fit_when_a_divisor_of_the_steps_allows():
+  assert logging_epoch_steps(2000, 500) == 500
+  assert logging_epoch_steps(600, 500) == 300  # two epochs of 300: one fit, one trace
+  assert logging_epoch_steps(300, 500) == 300
+  assert logging_epoch_steps(997, 500) == 500  # prime: 1 epoch of 500 + a remainder fit of 497
+  assert logging_epoch_steps(1001, 500) == 143  # 7 epochs of 143, within a quarter of 500
