@@ -8,26 +8,19 @@ ranked by training popularity) on the same 100-candidate lists.
       [--hparams='{"num_factors": 64, "layers": [256, 256, 128, 64]}'] [--output_dir=DIR] [--json=FILE]
 """
 
-import time
+import common  # benchmarks/common.py, beside this script; first: it starts the clock
 
-PROCESS_START = time.time()
-
-import glob  # pylint: disable=g-import-not-at-top,wrong-import-position
+import glob
 import json
 import os
 import shutil
 import tempfile
-import warnings
+import time
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-warnings.filterwarnings('ignore', category=FutureWarning)
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-import common  # benchmarks/common.py, beside this script
 from model_fns import ncf
 from pipelines import spec as spec_lib
 from preprocessing import datasets
@@ -65,7 +58,7 @@ def main(_):
     if not FLAGS.output_dir:
       shutil.rmtree(directory, ignore_errors=True)
   item_pop = ncf.item_popularity_baseline(train_items, np.stack(eval_items), np.stack(eval_labels))
-  process = time.time() - PROCESS_START
+  process = time.time() - common.PROCESS_START
   seconds = common.stage_seconds(summary)
   task_hparams = {**ncf.NCFTask.default_hparams, **hparams}
   positives = sum(len(items) for items in train_items)
