@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -29,7 +28,6 @@ import apache_beam as beam
 import tensorflow as tf
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
-from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
@@ -37,16 +35,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, add_malformed_check,
+                                      custom_config, example_gen_config, record_reports,
+                                      split_row_range)
+
 DEFAULT_MAX_MALFORMED_FRACTION = 0.001
-MAX_REPORTED = 10
-REPORT_DIR_KEY = '_malformed_report_dir'
-_MALFORMED = 'malformed'
-_VALID = 'valid'
 CHUNK_LINES = 1000
-
-
-class MalformedRowsError(ValueError):
-  """Too many rows of a split could not be parsed."""
 
 
 def import_callable(path: str) -> Callable[..., Any]:
@@ -142,7 +136,7 @@ class _ParseLines(beam.DoFn):
       try:
         text = raw.decode('utf-8')
       except UnicodeDecodeError as e:
-        yield beam.pvalue.TaggedOutput(_MALFORMED, (path, number, f'not UTF-8 ({e.reason})',
+        yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, f'not UTF-8 ({e.reason})',
                                                     raw.decode('utf-8', 'replace')))
         continue
       try:
@@ -151,54 +145,8 @@ class _ParseLines(beam.DoFn):
           yield row
           valid += 1
       except ValueError as e:
-        yield beam.pvalue.TaggedOutput(_MALFORMED, (path, number, str(e), text))
-    yield beam.pvalue.TaggedOutput(_VALID, valid)
-
-
-def _check_malformed(_, valid: int, malformed: int, first: List[Tuple[str, int, str, str]],
-                     split: str, pattern: str, threshold: float, report_dir: Optional[str],
-                     files: List[str], row_range: Tuple[int, Optional[int]]):
-  total = valid + malformed
-  fraction = malformed / total if total else 0.0
-  report = {
-      'split': split, 'pattern': pattern, 'files': files, 'first_row': row_range[0],
-      'num_rows': row_range[1], 'valid_rows': valid, 'malformed_rows': malformed,
-      'malformed_fraction': fraction, 'max_malformed_fraction': threshold,
-      'first_malformed': [{'file': p, 'line': n, 'reason': r, 'text': t[:200]}
-                          for p, n, r, t in sorted(first)],
-  }
-  if report_dir:
-    with tf.io.gfile.GFile(os.path.join(report_dir, f'malformed_rows-{split}.json'), 'w') as f:
-      json.dump(report, f, indent=2)
-  listing = ''.join(f'\n  {p}:{n}: {r}: {t[:120]!r}' for p, n, r, t in sorted(first))
-  if malformed:
-    logging.warning('Split %s: %d of %d rows malformed (%.4f%%); first ones:%s', split, malformed,
-                    total, 100 * fraction, listing)
-  if valid == 0:
-    where = f', rows from {row_range[0]}' if row_range[0] else ''
-    raise MalformedRowsError(
-        f'split {split!r} ({pattern}{where}): no valid row in {total} rows{listing}'
-        + (' (the file ends before the first row asked for)' if not total and row_range[0] else ''))
-  if fraction > threshold:
-    raise MalformedRowsError(
-        f'split {split!r} ({pattern}): {malformed} of {total} rows are malformed '
-        f'({100 * fraction:.3f}%, more than the allowed {100 * threshold:.3f}%); '
-        f'first {len(first)}:{listing}')
-
-
-def custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
-  """The executor's settings: the Struct packed in FileBasedExampleGen's `custom_config`."""
-  value = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-  if not value:
-    return {}
-  config = example_gen_pb2.CustomConfig()
-  if isinstance(value, str):
-    proto_utils.json_to_proto(value, config)
-  else:
-    config.CopyFrom(value)
-  struct = struct_pb2.Struct()
-  config.custom_config.Unpack(struct)
-  return json_format.MessageToDict(struct)
+        yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, str(e), text))
+    yield beam.pvalue.TaggedOutput(VALID, valid)
 
 
 @beam.ptransform_fn
@@ -228,8 +176,7 @@ def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
   if not paths:
     raise FileNotFoundError(f'split {split!r}: no file matches {pattern}')
-  first_row, num_rows = (config.get('row_ranges') or {}).get(split, (0, None))
-  first_row, num_rows = int(first_row), None if num_rows is None else int(num_rows)
+  first_row, num_rows = split_row_range(config, split)
   if (first_row or num_rows is not None) and len(paths) > 1:
     raise ValueError(f'split {split!r}: a row range needs one file, but {pattern} matches '
                      f'{len(paths)}: {", ".join(paths)}')
@@ -242,23 +189,13 @@ def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                                                num_rows=num_rows)
             | 'Spread' >> beam.Reshuffle()
             | 'Parse' >> beam.ParDo(_ParseLines(config['line_parser'])).with_outputs(
-                _MALFORMED, _VALID, main='rows'))
-  rows, malformed = parsed.rows, parsed[_MALFORMED]
-  valid_count = parsed[_VALID] | 'CountValid' >> beam.CombineGlobally(sum)
-  malformed_count = malformed | 'CountMalformed' >> beam.combiners.Count.Globally()
-  first = malformed | 'FirstMalformed' >> beam.combiners.Top.Smallest(
-      MAX_REPORTED, key=lambda r: (r[0], r[1]))
-  _ = (pipeline
-       | 'CheckTrigger' >> beam.Create([None])
-       | 'CheckMalformed' >> beam.Map(
-           _check_malformed,
-           valid=beam.pvalue.AsSingleton(valid_count),
-           malformed=beam.pvalue.AsSingleton(malformed_count),
-           first=beam.pvalue.AsSingleton(first),
-           split=split, pattern=pattern,
-           threshold=float(config.get('max_malformed_fraction', DEFAULT_MAX_MALFORMED_FRACTION)),
-           report_dir=exec_properties.get(REPORT_DIR_KEY),
-           files=paths, row_range=(first_row, num_rows)))
+                MALFORMED, VALID, main='rows'))
+  add_malformed_check(
+      pipeline, parsed[VALID], parsed[MALFORMED], split=split, source=pattern, files=paths,
+      threshold=float(config.get('max_malformed_fraction', DEFAULT_MAX_MALFORMED_FRACTION)),
+      report_dir=exec_properties.get(REPORT_DIR_KEY), row_range=(first_row, num_rows),
+      unit='row')
+  rows = parsed.rows
   return rows
 
 
@@ -296,12 +233,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
     exec_properties = dict(exec_properties, **{REPORT_DIR_KEY: examples.uri})
     super().Do(input_dict, output_dict, exec_properties)
-    for name in tf.io.gfile.listdir(examples.uri):
-      if name.startswith('malformed_rows-') and name.endswith('.json'):
-        with tf.io.gfile.GFile(os.path.join(examples.uri, name)) as f:
-          report = json.load(f)
-        for key in ('malformed_rows', 'valid_rows', 'first_row'):
-          examples.set_int_custom_property(f'{key}_{report["split"]}', report[key])
+    record_reports(examples)
 
 
 class TextLineExampleGen(FileBasedExampleGen):
@@ -346,25 +278,10 @@ class TextLineExampleGen(FileBasedExampleGen):
     """
     if split_fn and (len(splits) != 1 or not output_splits):
       raise ValueError('split_fn needs exactly one input split and the output_splits it returns')
-    if not splits:
-      raise ValueError('splits must name at least one split')
-    if not 0 <= max_malformed_fraction < 1:
-      raise ValueError(f'max_malformed_fraction must be in [0, 1), got {max_malformed_fraction}')
-    row_ranges = dict(row_ranges or {})
-    for split, (first_row, num_rows) in row_ranges.items():
-      if split not in splits:
-        raise ValueError(f'row range for unknown split {split!r}; splits: {sorted(splits)}')
-      if first_row < 0 or (num_rows is not None and num_rows <= 0):
-        raise ValueError(f'split {split!r}: row range ({first_row}, {num_rows}) needs a first row '
-                         '>= 0 and a positive number of rows')
-    struct = struct_pb2.Struct()
-    struct.update({'line_parser': line_parser, 'max_malformed_fraction': max_malformed_fraction,
-                   'row_ranges': {k: [int(a), None if b is None else int(b)]
-                                  for k, (a, b) in row_ranges.items()},
-                   'split_fn': split_fn, 'split_fn_args': dict(split_fn_args or {}),
-                   'output_splits': list(output_splits)})
-    packed = any_pb2.Any()
-    packed.Pack(struct)
+    config = example_gen_config(splits, max_malformed_fraction, row_ranges,
+                                line_parser=line_parser, split_fn=split_fn,
+                                split_fn_args=dict(split_fn_args or {}),
+                                output_splits=list(output_splits))
     super().__init__(
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[
@@ -375,4 +292,4 @@ class TextLineExampleGen(FileBasedExampleGen):
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1)
             for name in output_splits])) if split_fn else example_gen_pb2.Output(),
-        custom_config=example_gen_pb2.CustomConfig(custom_config=packed))
+        custom_config=config)

@@ -52,6 +52,8 @@ def run_command(model: str) -> int:
   except datasets.DatasetError as e:
     return _run_failed(e, output_dir)
   print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
+  if config.data_notice:
+    print(f'  note: {config.data_notice}')
   for split, path in split_files.items():
     first, count = config.row_ranges.get(split, (0, None))
     rows = f' (rows {first} to {"the end" if count is None else first + count - 1})'

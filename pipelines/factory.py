@@ -45,6 +45,8 @@ class RunConfig:
     remote_root: where the components write artifacts, when not `<output_dir>/pipeline_root`
       (a gs:// path for Dataflow); ML Metadata, logs and the run summary stay in output_dir.
     serving_model_dir: the Pusher's filesystem destination; default `<output_dir>/serving_model`.
+    data_notice: what the user should know about the data read, e.g. the documented fallback a
+      dataset took (MNIST's t10k split when its training images are missing); None when nothing.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -61,6 +63,7 @@ class RunConfig:
   row_ranges: Dict[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
   remote_root: Optional[str] = None
   serving_model_dir: Optional[str] = None
+  data_notice: Optional[str] = None
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -108,18 +111,21 @@ def split_patterns(split_files: Mapping[str, str]) -> Tuple[str, Dict[str, str]]
 
 
 def row_ranges(spec: ModelSpec, canonical_splits: Sequence[str],
-               overrides: Optional[Mapping[str, Tuple[Optional[int], Optional[int]]]] = None
+               overrides: Optional[Mapping[str, Tuple[Optional[int], Optional[int]]]] = None,
+               base: Optional[Mapping[str, Tuple[int, Optional[int]]]] = None
                ) -> Dict[str, Tuple[int, Optional[int]]]:
   """Each split's (first row, number of rows or None for the rest).
 
-  A split read from its canonical file starts from the dataset's range (the seed's HIGGS split);
-  a split read from another file starts from the whole file. `overrides` replaces either part
-  where it is not None (the `--<split>_start` / `--<split>_count` flags).
+  A split read from its canonical file starts from `base` (the `row_ranges` of
+  preprocessing.datasets.resolve: the dataset's ranges, such as the seed's HIGGS split, or its
+  fallback's, such as MNIST's t10k split); default the dataset's own. A split read from another
+  file starts from the whole file. `overrides` replaces either part where it is not None (the
+  `--<split>_start` / `--<split>_count` flags).
   """
+  base = spec.dataset.row_ranges if base is None else base
   ranges = {}
   for split in spec.dataset.splits:
-    first, count = (spec.dataset.row_ranges.get(split, (0, None)) if split in canonical_splits
-                    else (0, None))
+    first, count = base.get(split, (0, None)) if split in canonical_splits else (0, None)
     new_first, new_count = (overrides or {}).get(split, (None, None))
     first = first if new_first is None else new_first
     count = count if new_count is None else new_count

@@ -105,31 +105,30 @@ HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layer
 
 
 
-def _split_files(spec) -> Tuple[Dict[str, str], List[str]]:
-  """({split: raw file}, the splits read from their canonical file), from the data flags.
+def _split_files(spec) -> Tuple[Dict[str, str], List[str], datasets.ResolvedSplits]:
+  """The raw files of the run, from the data flags: ({split: file}, the splits read from the
+  dataset's own files, and what preprocessing.datasets.resolve found for those).
 
   A split comes from `--<split>_data` when given (unverified; a remote URI is not even looked
-  at here), else from the dataset's sample
-  (`--sample`) or canonical file, resolved and verified (preprocessing.datasets).
+  at here), else from the dataset's sample (`--sample`) or canonical file, resolved and verified.
   """
   if FLAGS.sample and not spec.dataset.sample_splits:
     raise datasets.DatasetError(f'--sample: {spec.name} has no sample files')
   names = spec.dataset.sample_splits if FLAGS.sample else spec.dataset.splits
-  files, canonical = {}, []
-  for split, name in names.items():
+  files = {}
+  for split in names:
     given = getattr(FLAGS, f'{split}_data', None)
     if given and factory.is_remote(given):  # read, and so checked, by ExampleGen where it runs
       files[split] = given
-      continue
-    if given:
+    elif given:
       files[split] = os.path.abspath(given)
       if not os.path.isfile(files[split]):
         raise datasets.DatasetError(f'--{split}_data: no file at {files[split]}')
-      continue
-    files[split] = datasets.resolve_file(spec.dataset, name, FLAGS.data_root, FLAGS.cache_dir)
-    if not FLAGS.sample:
-      canonical.append(split)
-  return files, canonical
+  resolved = datasets.resolve(spec.dataset, FLAGS.data_root, FLAGS.cache_dir, sample=FLAGS.sample,
+                              splits=[split for split in names if split not in files])
+  files.update(resolved.files)
+  canonical = [] if FLAGS.sample else list(resolved.files)
+  return {split: files[split] for split in names}, canonical, resolved
 
 
 def _beam_pipeline_args():
@@ -178,9 +177,11 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
       transform_statistics=FLAGS.transform_statistics)
   factory.trainer_config(spec, config)  # a bad model type or hparam is a usage error, found now
-  split_files, canonical = _split_files(spec)
+  split_files, canonical, resolved = _split_files(spec)
   config.row_ranges = factory.row_ranges(
       spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),
                                 getattr(FLAGS, f'{split}_count', None))
-                        for split in split_files})
+                        for split in split_files}, base=resolved.row_ranges)
+  if resolved.fallback:
+    config.data_notice = f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
   return spec, config, split_files

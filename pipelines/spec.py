@@ -22,7 +22,7 @@ import preprocessing
 from preprocessing import datasets
 
 # Modules that register specs when imported; `get` imports them on first use.
-SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens')
+SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens', 'pipelines.mnist')
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,

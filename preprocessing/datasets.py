@@ -17,8 +17,14 @@ A file published inside a zip (MovieLens' `ml-1m.zip`) is checked through the zi
 its publisher's MD5, and the file is extracted from it into the cache. A data root may hold either the
 zip or, when the file's own SHA-256 is known, the plain file.
 
-A file is always checked against its SHA-256 before use. A missing file or a checksum mismatch raises a
-`DatasetError` that names the file and every place looked at.
+A file is always checked against its SHA-256 (or, for a file known only by its publisher's checksum
+of the `.gz`, that MD5) before use. A missing file or a checksum mismatch raises a `DatasetError`
+that names the file and every place looked at; a missing file raises its subclass
+`MissingFileError`.
+
+A dataset may name a documented `Fallback` for one missing file (MNIST's training images, absent
+from the offline data root): `resolve` then reads other files of the dataset, over the fallback's
+row ranges, and says so in the `ResolvedSplits` it returns.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ class DatasetError(Exception):
   """A dataset file is missing, unreadable or fails its checksum."""
 
 
+class MissingFileError(DatasetError):
+  """A dataset file is neither in the data root or the cache nor downloadable."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DataFile:
   """One canonical file of a dataset.
@@ -58,6 +68,11 @@ class DataFile:
     gz_sha256: hex SHA-256 of the canonical `NAME.gz` as distributed, or None.
     archive_member: for a file distributed inside a zip (MovieLens): its path in the zip at `url`.
     archive_md5: hex MD5 of that zip, as its publisher gives it (GroupLens' `.md5` files).
+    gz_md5: hex MD5 of the canonical `NAME.gz` as distributed, where that is the only published
+      checksum (MNIST's training images: torchvision's list). Used only when `sha256` is None: a
+      recompressed `.gz` has other bytes, so the uncompressed SHA-256 is preferred when known.
+    companion: another file of the dataset that is always read with this one (MNIST: the labels
+      file of an images file); `resolve_file` resolves and verifies it too, into the same folder.
   """
   name: str
   url: Optional[str]
@@ -66,15 +81,36 @@ class DataFile:
   gz_sha256: Optional[str] = None
   archive_member: Optional[str] = None
   archive_md5: Optional[str] = None
+  gz_md5: Optional[str] = None
+  companion: Optional[str] = None
 
   def __post_init__(self):
-    if not (self.sha256 or self.gz_sha256 or self.archive_md5):
-      raise ValueError(f'{self.name}: a DataFile needs sha256, gz_sha256 or archive_md5')
+    if not (self.sha256 or self.gz_sha256 or self.archive_md5 or self.gz_md5):
+      raise ValueError(f'{self.name}: a DataFile needs sha256, gz_sha256 or archive_md5 (or '
+                       'gz_md5 where only the .gz MD5 is published)')
 
   @property
   def archive_name(self) -> Optional[str]:
     """File name of the zip that holds this file, or None."""
     return self.url.rsplit('/', 1)[-1] if self.archive_member and self.url else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Fallback:
+  """What a dataset reads when one canonical file cannot be had (missing and not downloadable).
+
+  Attributes:
+    missing: the canonical file whose absence triggers the fallback.
+    splits: split name -> file read instead (the splits not listed keep their canonical file).
+    row_ranges: split name -> (first row, number of rows or None) of the files then read; replaces
+      `Dataset.row_ranges` for every split.
+    notice: one sentence for the user saying what is read instead, e.g. MNIST's "training on t10k
+      records 0-7,999, evaluating on records 8,000-9,999".
+  """
+  missing: str
+  splits: Mapping[str, str]
+  row_ranges: Mapping[str, Tuple[int, Optional[int]]]
+  notice: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +131,7 @@ class Dataset:
       `splits` when asked for (`--sample`); a sample is read whole.
     folder: the dataset's folder under a data root or the cache (`movielens/ml-100k`); default
       `name`.
+    fallback: what to read when a canonical file is missing (see `Fallback`), or None: fail.
   """
   name: str
   files: Tuple[DataFile, ...]
@@ -103,6 +140,7 @@ class Dataset:
   row_ranges: Mapping[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
   sample_splits: Mapping[str, str] = dataclasses.field(default_factory=dict)
   folder: Optional[str] = None
+  fallback: Optional[Fallback] = None
 
   @property
   def directory(self) -> str:
@@ -142,14 +180,15 @@ def get(name: str) -> Dataset:
     raise KeyError(f'unknown dataset {name!r}; known: {sorted(_REGISTRY)}') from None
 
 
-def sha256_of_file(path: str, uncompressed: bool = True) -> str:
-  """Hex SHA-256 of the file's bytes; gunzipped first when `uncompressed` and the name ends in `.gz`.
+def sha256_of_file(path: str, uncompressed: bool = True, algorithm: str = 'sha256') -> str:
+  """Hex digest (SHA-256 unless `algorithm` says otherwise, e.g. `md5`) of the file's bytes;
+  gunzipped first when `uncompressed` and the name ends in `.gz`.
 
   Raises:
     DatasetError: the file cannot be read or is not valid gzip.
   """
   opener = gzip.open if uncompressed and path.endswith('.gz') else open
-  digest = hashlib.sha256()
+  digest = hashlib.new(algorithm)
   try:
     with opener(path, 'rb') as f:
       for chunk in iter(lambda: f.read(_CHUNK), b''):
@@ -162,14 +201,20 @@ def sha256_of_file(path: str, uncompressed: bool = True) -> str:
 def verify(path: str, data_file: DataFile) -> None:
   """Raises DatasetError unless `path` holds the bytes of `data_file` (compressed or not)."""
   gzipped = path.endswith('.gz')
+  algorithm = 'SHA-256'
   if gzipped and data_file.gz_sha256:
     expected, actual, what = data_file.gz_sha256, sha256_of_file(path, False), 'gzipped'
   elif data_file.sha256:
     expected, actual, what = data_file.sha256, sha256_of_file(path), 'uncompressed'
-  elif data_file.gz_sha256:
+  elif gzipped and data_file.gz_md5:
+    expected, actual, what = data_file.gz_md5, sha256_of_file(path, False, 'md5'), 'gzipped'
+    algorithm = 'MD5'
+  elif data_file.gz_sha256 or data_file.gz_md5:
+    checksum = (f'SHA-256 {data_file.gz_sha256}' if data_file.gz_sha256
+                else f'MD5 {data_file.gz_md5}')
     raise DatasetError(
         f'{path}: {data_file.name} can only be verified as the canonical {data_file.name}.gz '
-        f'(SHA-256 {data_file.gz_sha256}); keep the download gzipped, or pass the file as '
+        f'({checksum}); keep the download gzipped, or pass the file as '
         f'--train_data / --eval_data, which reads it unverified.')
   else:
     raise DatasetError(
@@ -178,7 +223,7 @@ def verify(path: str, data_file: DataFile) -> None:
         f'folder instead, or pass the file as --train_data / --eval_data (unverified).')
   if actual != expected:
     raise DatasetError(
-        f'{path}: checksum mismatch for {data_file.name}: expected SHA-256 {expected} '
+        f'{path}: checksum mismatch for {data_file.name}: expected {algorithm} {expected} '
         f'of the {what} bytes, got {actual}. The file is corrupt, truncated or not the '
         f'canonical {data_file.name} ({data_file.url}).')
 
@@ -235,8 +280,8 @@ def _download(data_file: DataFile, destination: str) -> None:
   """Downloads to a temporary file beside `destination`, verifies, then renames (never
   half-written); a file inside a zip is extracted from the verified zip."""
   if not data_file.url:
-    raise DatasetError(f'{data_file.name} cannot be downloaded (no public copy in this layout): '
-                       f'set --data_root or ${DATA_ROOT_ENV} to a folder that holds it')
+    raise MissingFileError(f'{data_file.name} cannot be downloaded (no public copy in this '
+                           f'layout): set --data_root or ${DATA_ROOT_ENV} to a folder that holds it')
   logging.info('Downloading %s from %s', data_file.name, data_file.url)
   tmp = _temporary_beside(destination, data_file.archive_name or data_file.name)
   try:
@@ -248,8 +293,8 @@ def _download(data_file: DataFile, destination: str) -> None:
       verify(tmp, data_file)
       os.replace(tmp, destination)
   except OSError as e:
-    raise DatasetError(f'{data_file.name}: download from {data_file.url} failed ({e}); '
-                       f'set --data_root or ${DATA_ROOT_ENV} to a local copy') from e
+    raise MissingFileError(f'{data_file.name}: download from {data_file.url} failed ({e}); '
+                           f'set --data_root or ${DATA_ROOT_ENV} to a local copy') from e
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -257,25 +302,42 @@ def _download(data_file: DataFile, destination: str) -> None:
 
 def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
                  cache_dir: Optional[str] = None) -> str:
-  """Returns a verified local path of file `name` of `dataset`.
+  """Returns a verified local path of file `name` of `dataset`, after resolving its companion.
 
   Args:
     dataset: the registered dataset.
-    name: canonical file name (see `Dataset.files`).
-    data_root: local data root; defaults to $OFFICIAL_TFX_DATA_ROOT. When set, nothing is downloaded.
-    cache_dir: download cache; defaults to $OFFICIAL_TFX_CACHE_DIR or ~/.cache/official_tfx.
+    name: one of its file names.
+    data_root: local data root; default $OFFICIAL_TFX_DATA_ROOT. When set, the file must be there.
+    cache_dir: download cache; default $OFFICIAL_TFX_CACHE_DIR or ~/.cache/official_tfx.
 
   Returns:
     Absolute path to the plain or `.gz` file.
 
   Raises:
-    DatasetError: the file is missing from the data root, cannot be downloaded, or fails its checksum.
+    MissingFileError: the file (or its companion) is missing from the data root or cannot be
+      downloaded.
+    DatasetError: a checksum mismatch or an unreadable file.
+  """
+  path = _resolve_one(dataset, name, data_root, cache_dir)
+  companion = dataset.file(name).companion
+  if companion:
+    _resolve_one(dataset, companion, data_root, cache_dir)
+  return path
+
+
+def _resolve_one(dataset: Dataset, name: str, data_root: Optional[str],
+                 cache_dir: Optional[str]) -> str:
+  """`resolve_file` of one file, without its companion or a fallback.
+
+  Raises:
+    MissingFileError: missing from the data root, or not in the cache and not downloadable.
+    DatasetError: a checksum mismatch or an unreadable file.
   """
   data_file = dataset.file(name)
   data_root = data_root or default_data_root()
   cache_dir = os.path.abspath(cache_dir or default_cache_dir())
   cached = _candidates(os.path.join(cache_dir, dataset.directory), name)
-  checksummed = bool(data_file.sha256 or data_file.gz_sha256)
+  checksummed = bool(data_file.sha256 or data_file.gz_sha256 or data_file.gz_md5)
   if data_root:
     folder = os.path.join(os.path.abspath(data_root), dataset.directory)
     looked = list(_candidates(folder, name))
@@ -294,8 +356,8 @@ def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
       verify(found[0], data_file)  # raises: only the zip can be verified
     hint = (f' Its small samples ({", ".join(sorted(set(dataset.sample_splits.values())))}) '
             'are read with --sample.' if dataset.sample_splits else '')
-    raise DatasetError(f'{name} of dataset {dataset.name!r} is missing: looked at '
-                       f'{", ".join(looked)} (data root {data_root!r}).{hint}')
+    raise MissingFileError(f'{name} of dataset {dataset.name!r} is missing: looked at '
+                           f'{", ".join(looked)} (data root {data_root!r}).{hint}')
   found = [p for p in cached if os.path.isfile(p)]
   if found:
     if checksummed:  # (a member without its own checksum was extracted from a verified zip)
@@ -306,18 +368,55 @@ def resolve_file(dataset: Dataset, name: str, data_root: Optional[str] = None,
   return destination
 
 
-def resolve_splits(dataset: Dataset, data_root: Optional[str] = None,
-                   cache_dir: Optional[str] = None, sample: bool = False) -> Dict[str, str]:
-  """Resolves every split's file: returns {split name: verified local path}. See `resolve_file`.
+@dataclasses.dataclass(frozen=True)
+class ResolvedSplits:
+  """The raw files a run reads and where in them.
+
+  Attributes:
+    files: split name -> verified local path.
+    row_ranges: split name -> (first row, number of rows or None) to start from: the dataset's
+      ranges, the fallback's when it was taken, none for samples (read whole).
+    fallback: the Fallback taken, or None (its `notice` is for the user).
+  """
+  files: Dict[str, str]
+  row_ranges: Mapping[str, Tuple[int, Optional[int]]]
+  fallback: Optional[Fallback] = None
+
+
+def resolve(dataset: Dataset, data_root: Optional[str] = None, cache_dir: Optional[str] = None,
+            sample: bool = False, splits: Optional[Sequence[str]] = None) -> ResolvedSplits:
+  """Resolves the splits' files (see `resolve_file`), taking the dataset's Fallback if its
+  `missing` file cannot be had.
 
   Args:
-    sample: resolve `dataset.sample_splits` instead of `dataset.splits`.
+    sample: resolve `dataset.sample_splits` instead of `dataset.splits` (no fallback applies).
+    splits: only these splits; default all.
 
   Raises:
-    DatasetError: as `resolve_file`, or `sample` for a dataset without samples.
+    MissingFileError: a file is missing and no fallback applies.
+    DatasetError: a checksum mismatch (never replaced by a fallback), or `sample` for a dataset
+      without samples.
   """
-  splits = dataset.sample_splits if sample else dataset.splits
-  if sample and not splits:
+  names = dataset.sample_splits if sample else dataset.splits
+  if sample and not names:
     raise DatasetError(f'dataset {dataset.name!r} has no sample files')
-  return {split: resolve_file(dataset, name, data_root, cache_dir)
-          for split, name in splits.items()}
+  wanted = {split: names[split] for split in (names if splits is None else splits)}
+  fallback = dataset.fallback if not sample else None
+  files: Dict[str, str] = {}
+  for split, name in wanted.items():
+    try:
+      files[split] = resolve_file(dataset, name, data_root, cache_dir)
+    except MissingFileError as e:
+      if fallback is None or name != fallback.missing:
+        raise
+      logging.warning('%s: %s Falling back, as documented: %s', dataset.name, e, fallback.notice)
+      files = {split: resolve_file(dataset, fallback.splits.get(split, name), data_root, cache_dir)
+               for split, name in wanted.items()}
+      return ResolvedSplits(files, dict(fallback.row_ranges), fallback)
+  return ResolvedSplits(files, {} if sample else dict(dataset.row_ranges))
+
+
+def resolve_splits(dataset: Dataset, data_root: Optional[str] = None,
+                   cache_dir: Optional[str] = None, sample: bool = False) -> Dict[str, str]:
+  """{split name: verified local path} of every split: `resolve(...).files`."""
+  return resolve(dataset, data_root, cache_dir, sample).files

@@ -146,16 +146,19 @@ def test_every_pipeline_compiles_to_a_valid_kfp_v2_spec(name, tmp_path):
   assert job['runtimeConfig']['gcsOutputDirectory'] == f'gs://my-bucket/{name}/root'
 
   tasks = pipeline_spec.root.dag.tasks
-  expected = {'TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+  executor_classes = {'TextLineExampleGen': 'components.text_example_gen.Executor',
+                      'IdxExampleGen': 'components.idx_example_gen.Executor'}
+  (example_gen_task,) = [t for t in tasks if t in executor_classes]
+  expected = {example_gen_task, 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
               'AnomaliesGate', 'Trainer', 'Evaluator', 'Pusher'}
   assert expected <= set(tasks)
   assert ('Transform' in tasks) == bool(spec.preprocessing_fn)
-  assert set(tasks['Evaluator'].dependent_tasks) >= {'Trainer', 'TextLineExampleGen'}
+  assert set(tasks['Evaluator'].dependent_tasks) >= {'Trainer', example_gen_task}
   executors = job['pipelineSpec']['deploymentSpec']['executors']
   assert {e['container']['image'] for e in executors.values() if 'container' in e} == {IMAGE}
-  example_gen = json.dumps(executors['TextLineExampleGen_executor'])
+  example_gen = json.dumps(executors[f'{example_gen_task}_executor'])
   assert f'gs://my-bucket/data/{spec.dataset.directory}' in json.dumps(job)
-  assert 'components.text_example_gen.Executor' in example_gen
+  assert executor_classes[example_gen_task] in example_gen
   assert 'model_fns.trainer.run_fn' in json.dumps(job)
   assert f'gs://my-bucket/{name}/root/serving_model' in json.dumps(job)
 

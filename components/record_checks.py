@@ -1,0 +1,186 @@
+"""Malformed input in this project's ExampleGens: counted, reported, and fatal over a threshold.
+
+An ExampleGen's parsing DoFn tags each bad unit of input (a text row, an IDX record) as `MALFORMED`
+with `(file, position, reason, text)`, and emits under `VALID` the number of good units of each
+chunk it parsed. `add_malformed_check` wires the split's check into the Beam pipeline:
+`check_malformed` writes `malformed_rows-<split>.json` into the Examples artifact (counts, fraction,
+the first `MAX_REPORTED` bad units by file and position), logs them, and raises
+`MalformedRowsError` when the split has no valid unit or more than `max_malformed_fraction` bad
+ones. After the Beam job, `record_reports` copies each split's counts into the artifact's custom
+properties (`valid_rows_<split>`, `malformed_rows_<split>`, `first_row_<split>`), where the run
+summary reads them.
+
+`example_gen_config` checks and packs the settings shared by the ExampleGens (row ranges and the
+malformed threshold) into FileBasedExampleGen's `custom_config`; `custom_config` unpacks them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact as tfx_artifact
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+MAX_REPORTED = 10
+REPORT_DIR_KEY = '_malformed_report_dir'  # exec property: the Examples artifact's directory
+MALFORMED = 'malformed'
+VALID = 'valid'
+_REPORT_PREFIX = 'malformed_rows-'
+
+
+class MalformedRowsError(ValueError):
+  """Too many rows (or records) of a split could not be parsed."""
+
+
+def _describe(unit: str, path: str, position: int, reason: str, text: str) -> str:
+  """One bad unit as the user reads it: `file:line: reason: 'text'` or `file: record N: reason`."""
+  if unit == 'row':
+    return f'{path}:{position}: {reason}: {text[:120]!r}'
+  return f'{path}: {unit} {position}: {reason}'
+
+
+def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, int, str, str]],
+                    split: str, source: str, files: List[str], threshold: float,
+                    report_dir: Optional[str], row_range: Tuple[int, Optional[int]],
+                    unit: str = 'row') -> None:
+  """Writes the split's report and raises MalformedRowsError when the split is unusable.
+
+  Args:
+    valid, malformed: counts of good and bad units of the split.
+    first: the first bad units, (file, position, reason, text), position being the line number
+      (`unit='row'`, from 1) or the record index (from 0).
+    split, source: the split's name and what it reads (a file pattern, or its first file).
+    files: the files read. threshold: the largest tolerated malformed fraction.
+    report_dir: where `malformed_rows-<split>.json` goes; None writes nothing.
+    row_range: (first row, number of rows or None) the split asked for.
+    unit: `row` (text lines; the report gives `line` and `text`) or `record` (binary records).
+
+  Raises:
+    MalformedRowsError: no valid unit, or a malformed fraction above `threshold`; the message
+      lists the first bad units.
+  """
+  total = valid + malformed
+  fraction = malformed / total if total else 0.0
+  position_key = 'line' if unit == 'row' else unit
+  report = {
+      'split': split, 'source': source, 'files': files, 'first_row': row_range[0],
+      'num_rows': row_range[1], 'valid_rows': valid, 'malformed_rows': malformed,
+      'malformed_fraction': fraction, 'max_malformed_fraction': threshold,
+      'first_malformed': [
+          {'file': p, position_key: n, 'reason': r, **({'text': t[:200]} if unit == 'row' else {})}
+          for p, n, r, t in sorted(first)],
+  }
+  if report_dir:
+    path = os.path.join(report_dir, f'{_REPORT_PREFIX}{split}.json')
+    with tf.io.gfile.GFile(path, 'w') as f:
+      json.dump(report, f, indent=2)
+  listing = ''.join('\n  ' + _describe(unit, *bad) for bad in sorted(first))
+  if malformed:
+    logging.warning('Split %s: %d of %d %ss malformed (%.4f%%); first ones:%s', split, malformed,
+                    total, unit, 100 * fraction, listing)
+  if valid == 0:
+    where = f', {unit}s from {row_range[0]}' if row_range[0] else ''
+    raise MalformedRowsError(
+        f'split {split!r} ({source}{where}): no valid {unit} in {total} {unit}s{listing}'
+        + (' (the file ends before the first row asked for)' if not total and row_range[0] else ''))
+  if fraction > threshold:
+    raise MalformedRowsError(
+        f'split {split!r} ({source}): {malformed} of {total} {unit}s are malformed '
+        f'({100 * fraction:.3f}%, more than the allowed {100 * threshold:.3f}%); '
+        f'first {len(first)}:{listing}')
+
+
+def add_malformed_check(pipeline: beam.Pipeline, valid_counts: beam.PCollection,
+                        malformed: beam.PCollection, **check_args: Any) -> None:
+  """Adds the split's `check_malformed` to the Beam pipeline (inside the split's composite).
+
+  Args:
+    valid_counts: ints, the good units of each parsed chunk.
+    malformed: (file, position, reason, text) per bad unit.
+    **check_args: check_malformed's split, source, files, threshold, report_dir, row_range, unit.
+  """
+  valid = valid_counts | 'CountValid' >> beam.CombineGlobally(sum)
+  count = malformed | 'CountMalformed' >> beam.combiners.Count.Globally()
+  first = malformed | 'FirstMalformed' >> beam.combiners.Top.Smallest(
+      MAX_REPORTED, key=lambda bad: (bad[0], bad[1]))
+  _ = (pipeline
+       | 'CheckTrigger' >> beam.Create([None])
+       | 'CheckMalformed' >> beam.Map(
+           check_malformed, valid=beam.pvalue.AsSingleton(valid),
+           malformed=beam.pvalue.AsSingleton(count), first=beam.pvalue.AsSingleton(first),
+           **check_args))
+
+
+def record_reports(examples: tfx_artifact.Artifact) -> None:
+  """Copies every split's report counts into the Examples artifact's custom properties."""
+  for name in tf.io.gfile.listdir(examples.uri):
+    if name.startswith(_REPORT_PREFIX) and name.endswith('.json'):
+      with tf.io.gfile.GFile(os.path.join(examples.uri, name)) as f:
+        report = json.load(f)
+      for key in ('malformed_rows', 'valid_rows', 'first_row'):
+        examples.set_int_custom_property(f'{key}_{report["split"]}', report[key])
+
+
+def example_gen_config(splits: Mapping[str, str], max_malformed_fraction: float,
+                       row_ranges: Optional[Mapping[str, Tuple[int, Optional[int]]]],
+                       **settings: Any) -> example_gen_pb2.CustomConfig:
+  """The ExampleGen settings, checked, packed as a Struct in a CustomConfig.
+
+  Args:
+    splits: split name -> file pattern.
+    max_malformed_fraction: 0 <= value < 1.
+    row_ranges: split name -> (first row >= 0, number of rows > 0 or None for the rest).
+    **settings: the component's own JSON-serializable settings.
+
+  Raises:
+    ValueError: no split, a fraction out of range, or a row range of an unknown split, with a
+      negative start or a non-positive length.
+  """
+  if not splits:
+    raise ValueError('splits must name at least one split')
+  if not 0 <= max_malformed_fraction < 1:
+    raise ValueError(f'max_malformed_fraction must be in [0, 1), got {max_malformed_fraction}')
+  row_ranges = dict(row_ranges or {})
+  for split, (first_row, num_rows) in row_ranges.items():
+    if split not in splits:
+      raise ValueError(f'row range for unknown split {split!r}; splits: {sorted(splits)}')
+    if first_row < 0 or (num_rows is not None and num_rows <= 0):
+      raise ValueError(f'split {split!r}: row range ({first_row}, {num_rows}) needs a first row '
+                       '>= 0 and a positive number of rows')
+  struct = struct_pb2.Struct()
+  struct.update({'max_malformed_fraction': max_malformed_fraction,
+                 'row_ranges': {k: [int(a), None if b is None else int(b)]
+                                for k, (a, b) in row_ranges.items()},
+                 **settings})
+  packed = any_pb2.Any()
+  packed.Pack(struct)
+  return example_gen_pb2.CustomConfig(custom_config=packed)
+
+
+def custom_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """The executor's settings: the Struct packed in FileBasedExampleGen's `custom_config`."""
+  value = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+  if not value:
+    return {}
+  config = example_gen_pb2.CustomConfig()
+  if isinstance(value, str):
+    proto_utils.json_to_proto(value, config)
+  else:
+    config.CopyFrom(value)
+  struct = struct_pb2.Struct()
+  config.custom_config.Unpack(struct)
+  return json_format.MessageToDict(struct)
+
+
+def split_row_range(config: Mapping[str, Any], split: str) -> Tuple[int, Optional[int]]:
+  """(first row, number of rows or None) of `split` in the unpacked settings."""
+  first_row, num_rows = (config.get('row_ranges') or {}).get(split, (0, None))
+  return int(first_row), None if num_rows is None else int(num_rows)

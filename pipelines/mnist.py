@@ -1,0 +1,53 @@
+"""MNIST: the seed's convolutional network as a spec of the shared pipeline.
+
+ExampleGen reads the canonical IDX files (components.idx_example_gen) into tf.Examples of PNG
+images; Transform decodes them in-graph (preprocessing.mnist.preprocessing_fn), so the pushed
+model takes encoded PNG or JPEG bytes; the Trainer runs model_fns.mnist.MnistTask; the Evaluator
+computes top-1 accuracy with TFMA, overall and per label.
+"""
+
+from __future__ import annotations
+
+from components.idx_example_gen import IdxExampleGen
+from pipelines import spec
+from preprocessing import mnist
+
+
+def idx_example_gen(input_base, patterns, max_malformed_fraction, row_ranges):
+  """The spec's ExampleGenFactory: an IdxExampleGen over each split's images file."""
+  return IdxExampleGen(input_base=input_base, splits=patterns,
+                       max_malformed_fraction=max_malformed_fraction, row_ranges=row_ranges,
+                       num_classes=mnist.NUM_CLASSES)
+
+
+SPEC = spec.register(spec.ModelSpec(
+    name='mnist',
+    dataset=mnist.DATASET,
+    example_gen=idx_example_gen,
+    schema_file=spec.curated_schema('mnist'),
+    preprocessing_fn='preprocessing.mnist.preprocessing_fn',
+    task='model_fns.mnist.MnistTask',
+    model_types=('cnn',),
+    # 500 steps of 100 (the seed's batch): 6.25 epochs of the offline split's 8,000 images, or 0.83
+    # of an epoch of the canonical 60,000. Measured on the offline split (2 cores, ~700 images/s):
+    # 500 steps, 72 s of training, eval accuracy 0.9835 (0.9690 at the seed's learning rate 1e-4);
+    # 600 steps gave 0.9900. On the canonical 60,000 images give more steps.
+    train_steps=500,
+    batch_size=100,
+    evaluation=spec.EvalSpec(
+        label_key=mnist.LABEL_KEY,
+        # Top-1 accuracy over the 10 classes, and the cross-entropy. AUC is left out: it is a
+        # binary metric, and a one-vs-rest average over 10 classes says little beside accuracy.
+        metrics=('ExampleCount', 'SparseCategoricalAccuracy', 'SparseCategoricalCrossentropy'),
+        # Blessing bar 0.97 top-1 on the overall slice, and no regression. It is the issue's bar
+        # for the offline split (train t10k 0-7,999, evaluate t10k 8,000-9,999). The seed
+        # publishes no number; its network is commonly reported at about 0.99 on the canonical
+        # 60,000 / 10,000 split, where 0.97 holds with a wide margin.
+        thresholds=(spec.Threshold('sparse_categorical_accuracy', lower_bound=0.97),),
+        slice_features=mnist.SLICE_FEATURES,
+        summary_metrics={'accuracy': 'sparse_categorical_accuracy',
+                         'log_loss': 'sparse_categorical_crossentropy',
+                         'example_count': 'example_count'}),
+    description='the seed\'s CNN on MNIST digits (IDX files; offline: a split of t10k)',
+    # IDX files are machine-written: a label out of range means a corrupt or foreign file.
+    max_malformed_fraction=0.0))
