@@ -218,3 +218,18 @@ def test_remote_split_files_share_one_input_base():
   with pytest.raises(ValueError, match='all be local or all under one bucket'):
     factory.split_patterns({'train': 'gs://b/x', 'eval': '/local/y'})
 
+
+
+def test_tfx_cli_compiles_the_vertex_runner_file(tmp_path, data_root):
+  env = _engine_env(tmp_path, data_root, tmp_path / 'out')
+  env['OFFICIAL_TFX_FLAGS'] = (
+      f'--image={IMAGE} --pipeline_root=gs://my-bucket/root '
+      '--train_data=gs://my-bucket/census/adult.data '
+      f'--eval_data=gs://my-bucket/census/adult.test --output_file={tmp_path}/census.json')
+  result = _run(['tfx', 'pipeline', 'compile', '--engine=vertex',
+                 f'--pipeline_path={RUNNERS}/kubeflow_v2_runner.py'], env, tmp_path)
+  assert 'Pipeline census compiled successfully' in result.stdout
+  with open(tmp_path / 'census.json') as f:
+    job = json.load(f)
+  assert job['runtimeConfig']['gcsOutputDirectory'] == 'gs://my-bucket/root'
+  assert 'gs://my-bucket/root/serving_model' in json.dumps(job)
