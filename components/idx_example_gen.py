@@ -41,15 +41,13 @@ import tensorflow as tf
 from absl import logging
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
-from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, add_malformed_check,
-                                      custom_config, example_gen_config, record_reports,
+from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, ReportingExecutor,
+                                      add_malformed_check, custom_config, example_gen_config,
                                       split_row_range)
 from components.text_example_gen import to_example
 
@@ -240,31 +238,11 @@ def _IdxToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spli
   return encoded.examples
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+class Executor(ReportingExecutor):
   """Beam executor of IdxExampleGen; see the module docstring."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _IdxToExample
-
-  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
-                             ) -> Dict[str, beam.pvalue.PCollection]:
-    """One PCollection of tf.Examples per split, each read knowing its split name (two splits may
-    read different record ranges of the same file)."""
-    input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-                              input_config)
-    outputs = {}
-    # pylint: disable=no-value-for-parameter
-    for split in input_config.splits:
-      read = _IdxToExample(exec_properties, split.pattern, split=split.name)
-      outputs[split.name] = pipeline | f'InputToRecord[{split.name}]' >> read
-    return outputs
-
-  def Do(self, input_dict, output_dict, exec_properties):
-    examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
-    exec_properties = dict(exec_properties, **{REPORT_DIR_KEY: examples.uri})
-    super().Do(input_dict, output_dict, exec_properties)
-    record_reports(examples)
 
 
 class IdxExampleGen(FileBasedExampleGen):

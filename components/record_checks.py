@@ -10,6 +10,10 @@ ones. After the Beam job, `record_reports` copies each split's counts into the a
 properties (`valid_rows_<split>`, `malformed_rows_<split>`, `first_row_<split>`), where the run
 summary reads them.
 
+`ReportingExecutor` is the executor both ExampleGens build on: it reads every input split with the
+split's name (two splits may read different row ranges of one file, so a pattern does not name a
+split) and records the reports after the Beam job.
+
 `example_gen_config` checks and packs the settings shared by the ExampleGens (row ranges and the
 malformed threshold) into FileBasedExampleGen's `custom_config`; `custom_config` unpacks them.
 """
@@ -24,6 +28,7 @@ import apache_beam as beam
 import tensorflow as tf
 from absl import logging
 from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_component_specs
@@ -127,6 +132,34 @@ def record_reports(examples: tfx_artifact.Artifact) -> None:
         report = json.load(f)
       for key in ('malformed_rows', 'valid_rows', 'first_row'):
         examples.set_int_custom_property(f'{key}_{report["split"]}', report[key])
+
+
+def input_splits(exec_properties: Dict[str, Any]) -> List[example_gen_pb2.Input.Split]:
+  """The component's input splits (name and file pattern), from its `input_config`."""
+  input_config = example_gen_pb2.Input()
+  proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                            input_config)
+  return list(input_config.splits)
+
+
+class ReportingExecutor(base_example_gen_executor.BaseExampleGenExecutor):
+  """An ExampleGen executor whose reader (`GetInputSourceToExamplePTransform`, called as
+  `reader(exec_properties, pattern, split=name)`) writes malformed-input reports, which `Do` then
+  copies into the Examples artifact's custom properties (`record_reports`)."""
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
+                             ) -> Dict[str, beam.pvalue.PCollection]:
+    """One PCollection of tf.Examples per input split, each read knowing its split name."""
+    read = self.GetInputSourceToExamplePTransform()
+    return {split.name: pipeline | f'InputToRecord[{split.name}]' >> read(  # pylint: disable=no-value-for-parameter
+                exec_properties, split.pattern, split=split.name)
+            for split in input_splits(exec_properties)}
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
+    exec_properties = dict(exec_properties, **{REPORT_DIR_KEY: examples.uri})
+    super().Do(input_dict, output_dict, exec_properties)
+    record_reports(examples)
 
 
 def example_gen_config(splits: Mapping[str, str], max_malformed_fraction: float,

@@ -28,16 +28,14 @@ import apache_beam as beam
 import tensorflow as tf
 from absl import logging
 from apache_beam.io.filesystems import FileSystems
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
 
-from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, add_malformed_check,
-                                      custom_config, example_gen_config, record_reports,
-                                      split_row_range)
+from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, ReportingExecutor,
+                                      add_malformed_check, custom_config, example_gen_config,
+                                      input_splits, split_row_range)
 
 DEFAULT_MAX_MALFORMED_FRACTION = 0.001
 CHUNK_LINES = 1000
@@ -199,7 +197,7 @@ def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   return rows
 
 
-class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+class Executor(ReportingExecutor):
   """Beam executor of TextLineExampleGen; see the module docstring."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
@@ -207,18 +205,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
   def GenerateExamplesByBeam(self, pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
                              ) -> Dict[str, beam.pvalue.PCollection]:
-    """One PCollection of tf.Examples per input split, each read knowing its split name: two
-    splits may read the same file (different row ranges), so a pattern does not name a split."""
-    input_config = example_gen_pb2.Input()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
-                              input_config)
-    exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
+    """Each input split as it is (ReportingExecutor), or the splits `split_fn` builds from the rows
+    of the one input split."""
     config = custom_config(exec_properties)
     if not config.get('split_fn'):
-      return {split.name: pipeline | f'InputToRecord[{split.name}]' >> _TextLinesToExample(  # pylint: disable=no-value-for-parameter
-                  exec_properties, split.pattern, split=split.name)
-              for split in input_config.splits}
-    (source,) = input_config.splits
+      return super().GenerateExamplesByBeam(pipeline, exec_properties)
+    (source,) = input_splits(exec_properties)
     rows = pipeline | f'InputToRows[{source.name}]' >> _TextLinesToRows(  # pylint: disable=no-value-for-parameter
         exec_properties, source.pattern, split=source.name)
     outputs = import_callable(config['split_fn'])(rows, **(config.get('split_fn_args') or {}))
@@ -228,12 +220,6 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                        f'{sorted(expected)}')
     return {name: outputs[name] | f'ToExample[{name}]' >> beam.Map(to_example)
             for name in expected}
-
-  def Do(self, input_dict, output_dict, exec_properties):
-    examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
-    exec_properties = dict(exec_properties, **{REPORT_DIR_KEY: examples.uri})
-    super().Do(input_dict, output_dict, exec_properties)
-    record_reports(examples)
 
 
 class TextLineExampleGen(FileBasedExampleGen):
