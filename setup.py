@@ -11,7 +11,7 @@ setuptools.setup(
     python_requires='>=3.9,<3.11',
     packages=setuptools.find_packages(include=['pipelines*', 'components*', 'preprocessing*',
                                                'model_fns*', 'beam_runner*']),
-    package_data={'preprocessing': ['schemas/*.pbtxt']},
+    package_data={'preprocessing': ['schemas/*.pbtxt', 'checksums/*.txt']},
     # The exact, tested versions are pinned in requirements/base.lock; these are the ranges
     # the code is written for.
     install_requires=[

@@ -49,6 +49,8 @@ def _describe(unit: str, path: str, position: int, reason: str, text: str) -> st
   """One bad unit as the user reads it: `file:line: reason: 'text'` or `file: record N: reason`."""
   if unit == 'row':
     return f'{path}:{position}: {reason}: {text[:120]!r}'
+  if unit == 'file':
+    return f'{path}: {reason}'
   return f'{path}: {unit} {position}: {reason}'
 
 
@@ -66,7 +68,8 @@ def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, in
     files: the files read. threshold: the largest tolerated malformed fraction.
     report_dir: where `malformed_rows-<split>.json` goes; None writes nothing.
     row_range: (first row, number of rows or None) the split asked for.
-    unit: `row` (text lines; the report gives `line` and `text`) or `record` (binary records).
+    unit: `row` (text lines; the report gives `line` and `text`), `record` (binary records) or
+      `file` (one file per unit, such as an image; the position is not reported).
 
   Raises:
     MalformedRowsError: no valid unit, or a malformed fraction above `threshold`; the message
@@ -74,13 +77,14 @@ def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, in
   """
   total = valid + malformed
   fraction = malformed / total if total else 0.0
-  position_key = 'line' if unit == 'row' else unit
+  position_key = {'row': 'line', 'file': None}.get(unit, unit)
   report = {
       'split': split, 'source': source, 'files': files, 'first_row': row_range[0],
       'num_rows': row_range[1], 'valid_rows': valid, 'malformed_rows': malformed,
       'malformed_fraction': fraction, 'max_malformed_fraction': threshold,
       'first_malformed': [
-          {'file': p, position_key: n, 'reason': r, **({'text': t[:200]} if unit == 'row' else {})}
+          {'file': p, **({position_key: n} if position_key else {}), 'reason': r,
+           **({'text': t[:200]} if unit == 'row' else {})}
           for p, n, r, t in sorted(first)],
   }
   if report_dir:

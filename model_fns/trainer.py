@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2.
 
@@ -38,6 +38,9 @@ from tfx.utils import import_utils, io_utils
 from model_fns import strategy as strategy_lib
 
 SERVING_INPUT = 'examples'
+MIXED_PRECISION_POLICIES = {'float16': 'mixed_float16', 'bfloat16': 'mixed_bfloat16'}
+# A task's `preprocess_batch`: (parsed features of a batch, training) -> the model's inputs.
+Preprocess = Callable[[Dict[str, tf.Tensor], bool], Dict[str, tf.Tensor]]
 
 
 def _autograph_skips_tf_keras() -> None:
@@ -74,6 +77,8 @@ class TrainerConfig:
     shuffle_buffer: examples in the shuffle buffer.
     log_every_steps: training steps between two logged loss lines (and TensorBoard points).
     seed: random seed of TensorFlow, file order and shuffling.
+    mixed_precision: None (float32), `float16` (Keras' `mixed_float16` policy, with loss scaling;
+      for GPUs) or `bfloat16` (`mixed_bfloat16`; for TPUs and recent CPUs); the task must allow it.
   """
   task: str
   model_type: str
@@ -88,6 +93,7 @@ class TrainerConfig:
   shuffle_buffer: int = 50_000
   log_every_steps: int = 500
   seed: int = 42
+  mixed_precision: Optional[str] = None
 
   def to_custom_config(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -140,18 +146,19 @@ class TrainingData:
   feature_spec: Mapping[str, Any]
   label_key: str
   config: TrainerConfig
+  preprocess: Optional[Preprocess] = None
 
   def repeated(self) -> tf.data.Dataset:
     """Shuffled batches of exactly `batch_size`, repeated forever (for step-counted training)."""
     c = self.config
     return make_dataset(self.file_patterns, self.feature_spec, self.label_key, c.batch_size,
                         training=True, cache=c.cache_dataset, shuffle_buffer=c.shuffle_buffer,
-                        seed=c.seed)
+                        seed=c.seed, preprocess=self.preprocess)
 
   def one_pass(self) -> tf.data.Dataset:
     """Every example once, in file order, in batches of `batch_size` (the last may be smaller)."""
     return make_dataset(self.file_patterns, self.feature_spec, self.label_key,
-                        self.config.batch_size, training=False)
+                        self.config.batch_size, training=False, preprocess=self.preprocess)
 
 
 class KerasTask(abc.ABC):
@@ -166,6 +173,12 @@ class KerasTask(abc.ABC):
   default_hparams: Mapping[str, Any] = {}
   # The `model_fns.strategy` names the task can train under; None: all of them.
   distribution_strategies: Optional[Sequence[str]] = None
+  # Whether the model keeps its output in float32 under a mixed-precision policy.
+  supports_mixed_precision: bool = False
+  # The run's training steps and global batch size, set by `run_fn` before `compile` (for
+  # learning-rate schedules and batch-scaled learning rates).
+  train_steps: Optional[int] = None
+  batch_size: Optional[int] = None
 
   def hparams(self, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """The task's defaults updated with `overrides`; raises ValueError on an unknown name."""
@@ -191,6 +204,14 @@ class KerasTask(abc.ABC):
   def build_metrics(self, hparams: Mapping[str, Any]) -> List[tf_keras.metrics.Metric]:
     """Returns the Keras metrics logged during training (the blessing uses TFMA's, not these)."""
     return []
+
+  def preprocess_batch(self, features: Dict[str, tf.Tensor],
+                       training: bool) -> Dict[str, tf.Tensor]:
+    """Maps a parsed batch of the model's features to the model's inputs, in the Trainer's input
+    pipeline (`training`: augmentation) and, with `training=False`, in the end-of-training
+    evaluation and the serving signature (after Transform). Default: unchanged."""
+    del training
+    return features
 
   def model_features(self, model: tf_keras.Model, inputs: ModelInputs) -> List[str]:
     """The features of `inputs.feature_spec` that `model` reads. Default: the names of the inputs
@@ -230,7 +251,7 @@ class KerasTask(abc.ABC):
     """The end-of-training evaluation on the eval split (logged only; TFMA's decides the
     blessing). Default: `model.evaluate` with the task's metrics, one step per execution."""
     evaluation = make_dataset(eval_files, feature_spec, self.label_key, config.eval_batch_size,
-                              training=False)
+                              training=False, preprocess=self.preprocess_batch)
     if not eval_steps:  # A pass of unknown length needs one step per execution.
       with model.distribute_strategy.scope():
         self.compile(model, hparams, 1, optimizer=model.optimizer)
@@ -240,8 +261,10 @@ class KerasTask(abc.ABC):
   def serve(self, model: tf_keras.Model, features: Mapping[str, Any],
             input_names: Sequence[str]) -> Dict[str, tf.Tensor]:
     """The serving signature's body after Transform: `features` are the transformed features of
-    a batch of raw examples. Default: `serving_outputs` of the model's predictions."""
-    return self.serving_outputs(model({k: features[k] for k in input_names}, training=False))
+    a batch of raw examples. Default: `serving_outputs` of the model's predictions on
+    `preprocess_batch(features, training=False)`."""
+    inputs = self.preprocess_batch({k: features[k] for k in input_names}, training=False)
+    return self.serving_outputs(model(inputs, training=False))
 
   def extra_signatures(self, model: tf_keras.Model, inputs: ModelInputs,
                        transform: Any) -> Dict[str, Any]:
@@ -273,12 +296,14 @@ def read_records(file_patterns: Sequence[str], shuffle_files: bool = False,
 
 def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], label_key: str,
                  batch_size: int, training: bool, cache: bool = False, shuffle_buffer: int = 10_000,
-                 seed: Optional[int] = None) -> tf.data.Dataset:
+                 seed: Optional[int] = None,
+                 preprocess: Optional[Preprocess] = None) -> tf.data.Dataset:
   """(features, label) batches from gzipped TFRecords of tf.Examples (transformed or raw).
 
   Only the features of `feature_spec` (and the label) are parsed; a [batch, 1] label becomes
   [batch]. Training data is shuffled and repeated forever (batches of exactly `batch_size`, the
-  global batch); evaluation data is one ordered pass (the last batch may be smaller).
+  global batch); evaluation data is one ordered pass (the last batch may be smaller). `preprocess`
+  (a task's `preprocess_batch`) then maps each batch's features, given `training`.
 
   Sharding across workers (MultiWorkerMirroredStrategy only; single-process strategies ignore it)
   is set explicitly to `AutoShardPolicy.DATA`: every worker reads every file and keeps its own
@@ -299,6 +324,8 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
     label = features.pop(label_key)
     if isinstance(label, tf.Tensor) and label.shape.rank == 2 and label.shape[-1] == 1:
       label = tf.squeeze(label, -1)  # a raw [batch, 1] label, as the schema gives it
+    if preprocess is not None:
+      features = preprocess(features, training)
     return features, label
 
   options = tf.data.Options()
@@ -390,6 +417,12 @@ def load_task(config: TrainerConfig) -> KerasTask:
   if allowed is not None and config.distribution_strategy not in allowed:
     raise ValueError(f'{type(task).__name__} cannot train under distribution strategy '
                      f'{config.distribution_strategy!r}; it supports {", ".join(allowed)}')
+  if config.mixed_precision:
+    if config.mixed_precision not in MIXED_PRECISION_POLICIES:
+      raise ValueError(f'unknown mixed precision {config.mixed_precision!r}; expected one of '
+                       f'{sorted(MIXED_PRECISION_POLICIES)}')
+    if not task.supports_mixed_precision:
+      raise ValueError(f'{type(task).__name__} does not support mixed precision')
   return task
 
 
@@ -427,9 +460,20 @@ def run_fn(fn_args: FnArgs) -> None:
   neither metrics nor TensorBoard logs.
 
   Raises:
-    ValueError: an unknown model type, hyperparameter or distribution strategy.
+    ValueError: an unknown model type, hyperparameter, distribution strategy or mixed precision.
   """
   config = TrainerConfig.from_custom_config(fn_args.custom_config or {})
+  policy = tf_keras.mixed_precision.global_policy()
+  if config.mixed_precision:  # global Keras state: restored when training ends
+    tf_keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[config.mixed_precision])
+  try:
+    _train_and_export(fn_args, config)
+  finally:
+    tf_keras.mixed_precision.set_global_policy(policy)
+
+
+def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
+  """`run_fn` under the run's mixed-precision policy."""
   task = load_task(config)
   hparams = task.hparams(config.hparams)
   tf_keras.utils.set_random_seed(config.seed)
@@ -442,12 +486,14 @@ def run_fn(fn_args: FnArgs) -> None:
                f' as {resolver.task_type} {resolver.task_id} ({"chief" if chief else "not chief"})'
                if getattr(resolver, 'task_type', None) else '', hparams)
 
+  task.train_steps, task.batch_size = fn_args.train_steps, config.batch_size
   with strategy.scope():
     model = task.build_model(inputs, config.model_type, hparams)
     task.compile(model, hparams, min(config.steps_per_execution, config.log_every_steps))
   feature_spec = {k: inputs.feature_spec[k]
                   for k in task.model_features(model, inputs) + [task.label_key]}
-  data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config)
+  data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config,
+                      preprocess=task.preprocess_batch)
   callbacks = ([tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                update_freq='epoch')] if chief else [])
   task.train(model, data, hparams, fn_args.train_steps, callbacks)

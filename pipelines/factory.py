@@ -47,6 +47,9 @@ class RunConfig:
     serving_model_dir: the Pusher's filesystem destination; default `<output_dir>/serving_model`.
     data_notice: what the user should know about the data read, e.g. the documented fallback a
       dataset took (MNIST's t10k split when its training images are missing); None when nothing.
+    reduced_data: the run reads a documented fallback or a sample instead of the canonical data;
+      the spec's `reduced_data_evaluation` (its blessing for that data size), if any, applies.
+    mixed_precision: None, `float16` or `bfloat16` (see model_fns.trainer.TrainerConfig).
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -64,6 +67,8 @@ class RunConfig:
   remote_root: Optional[str] = None
   serving_model_dir: Optional[str] = None
   data_notice: Optional[str] = None
+  reduced_data: bool = False
+  mixed_precision: Optional[str] = None
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -147,7 +152,8 @@ def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
   trainer = TrainerConfig(task=spec.task, model_type=model_type, hparams=dict(config.hparams),
                           batch_size=config.batch_size or spec.batch_size,
                           distribution_strategy=config.distribution_strategy,
-                          num_gpus=config.num_gpus, tpu=config.tpu)
+                          num_gpus=config.num_gpus, tpu=config.tpu,
+                          mixed_precision=config.mixed_precision)
   load_task(trainer)
   return trainer
 
@@ -217,7 +223,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
-      eval_config=spec.evaluation.eval_config(),
+      eval_config=spec.evaluation_for(config.reduced_data).eval_config(),
       module_path=spec.model_ops_module)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],

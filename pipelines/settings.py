@@ -45,6 +45,8 @@ flags.DEFINE_string('hparams', '{}', 'JSON object of hyperparameter overrides, e
 flags.DEFINE_enum('distribution_strategy', 'default', STRATEGIES, 'tf.distribute strategy.')
 flags.DEFINE_integer('num_gpus', 0, 'GPUs for one_device / mirrored.')
 flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strategy.')
+flags.DEFINE_enum('mixed_precision', None, ['float16', 'bfloat16'], 'Train in mixed precision: '
+                  'float16 on GPUs, bfloat16 on TPUs (cifar10, imagenet).')
 flags.DEFINE_enum('beam_runner', 'direct', beam_runners.RUNNERS, 'Where the Beam stages run '
                   '(ExampleGen, StatisticsGen, Transform, Evaluator).')
 flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
@@ -122,8 +124,8 @@ def _split_files(spec) -> Tuple[Dict[str, str], List[str], datasets.ResolvedSpli
       files[split] = given
     elif given:
       files[split] = os.path.abspath(given)
-      if not os.path.isfile(files[split]):
-        raise datasets.DatasetError(f'--{split}_data: no file at {files[split]}')
+      if not os.path.exists(files[split]):  # a file, or an image folder
+        raise datasets.DatasetError(f'--{split}_data: nothing at {files[split]}')
   resolved = datasets.resolve(spec.dataset, FLAGS.data_root, FLAGS.cache_dir, sample=FLAGS.sample,
                               splits=[split for split in names if split not in files])
   files.update(resolved.files)
@@ -172,6 +174,7 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
       batch_size=FLAGS.batch_size, hparams=hparams,
       distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu,
+      mixed_precision=FLAGS.mixed_precision,
       beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
       serving_model_dir=FLAGS.serving_model_dir,
       enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
@@ -184,4 +187,5 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
                         for split in split_files}, base=resolved.row_ranges)
   if resolved.fallback:
     config.data_notice = f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
+  config.reduced_data = bool(resolved.fallback) or FLAGS.sample
   return spec, config, split_files

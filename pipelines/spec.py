@@ -22,7 +22,8 @@ import preprocessing
 from preprocessing import datasets
 
 # Modules that register specs when imported; `get` imports them on first use.
-SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens', 'pipelines.mnist')
+SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens', 'pipelines.mnist',
+                'pipelines.cifar10', 'pipelines.imagenet')
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,
@@ -121,6 +122,25 @@ class EvalSpec:
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
 
 
+def multiclass_evaluation(label_key: str, thresholds: Tuple[Threshold, ...],
+                          slice_features: Tuple[str, ...] = (), top5: bool = False) -> EvalSpec:
+  """The evaluation of a single-label classifier over C classes (integer label in [0, C), the
+  model outputs `probabilities` [batch, C]): example count, top-1 accuracy, (top-5 accuracy,)
+  cross-entropy. AUC is left out: it is a binary metric, and a one-vs-rest average says little
+  beside accuracy. Run-summary keys: `accuracy`, (`top5_accuracy`,) `log_loss`, `example_count`.
+  """
+  top_k = ('SparseTopKCategoricalAccuracy',) if top5 else ()  # Keras' default k is 5
+  return EvalSpec(
+      label_key=label_key,
+      metrics=('ExampleCount', 'SparseCategoricalAccuracy', *top_k,
+               'SparseCategoricalCrossentropy'),
+      thresholds=thresholds, slice_features=slice_features,
+      summary_metrics={'accuracy': 'sparse_categorical_accuracy',
+                       **({'top5_accuracy': 'sparse_top_k_categorical_accuracy'} if top5 else {}),
+                       'log_loss': 'sparse_categorical_crossentropy',
+                       'example_count': 'example_count'})
+
+
 def _metric_name(class_name: str) -> str:
   """TFMA's default metric name for a metric class: BinaryAccuracy -> binary_accuracy, AUC -> auc."""
   special = {'AUC': 'auc', 'AUCPrecisionRecall': 'auc_precision_recall'}
@@ -159,6 +179,9 @@ class ModelSpec:
     max_malformed_fraction: default of `--max_malformed_fraction` (see TextLineExampleGen).
     model_ops_module: module path the Evaluator imports before it loads the model, for a
       SavedModel with custom ops (TF Decision Forests' inference op); None for plain TF ops.
+    reduced_data_evaluation: the evaluation (blessing) of a run on the dataset's documented
+      fallback or sample, where the canonical bar cannot apply (ImageNet's 100-image sample);
+      None: `evaluation` for every data size.
   """
   name: str
   dataset: datasets.Dataset
@@ -174,10 +197,16 @@ class ModelSpec:
   transform_tf_compat_v1: bool = True
   max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
   model_ops_module: Optional[str] = None
+  reduced_data_evaluation: Optional[EvalSpec] = None
 
   @property
   def default_model_type(self) -> str:
     return self.model_types[0]
+
+  def evaluation_for(self, reduced_data: bool) -> EvalSpec:
+    """The evaluation of a run on the canonical data, or on a fallback or sample."""
+    return (self.reduced_data_evaluation if reduced_data and self.reduced_data_evaluation
+            else self.evaluation)
 
 
 _SPECS: Dict[str, ModelSpec] = {}

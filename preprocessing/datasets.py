@@ -17,6 +17,12 @@ A file published inside a zip (MovieLens' `ml-1m.zip`) is checked through the zi
 its publisher's MD5, and the file is extracted from it into the cache. A data root may hold either the
 zip or, when the file's own SHA-256 is known, the plain file.
 
+A dataset may also name a folder (the CIFAR-10 and ImageNet image-folder layouts): a `DataFile` with
+`tree_sha256` is checked per subfolder against the SHA-256 of its `sha256sum` listing (see
+`tree_digest`). A folder whose contents cannot be known in advance (a user's copy of the ImageNet
+training set, which has no public address) is named with an `unverifiable` reason instead, and is
+then only checked for existence.
+
 A file is always checked against its SHA-256 (or, for a file known only by its publisher's checksum
 of the `.gz`, that MD5) before use. A missing file or a checksum mismatch raises a `DatasetError`
 that names the file and every place looked at; a missing file raises its subclass
@@ -73,6 +79,9 @@ class DataFile:
       recompressed `.gz` has other bytes, so the uncompressed SHA-256 is preferred when known.
     companion: another file of the dataset that is always read with this one (MNIST: the labels
       file of an images file); `resolve_file` resolves and verifies it too, into the same folder.
+    tree_sha256: for a folder: subfolder name -> `tree_digest` of that subfolder; the folder must
+      hold exactly these subfolders.
+    unverifiable: for a folder with no known checksum: why (shown when it is used).
   """
   name: str
   url: Optional[str]
@@ -83,11 +92,19 @@ class DataFile:
   archive_md5: Optional[str] = None
   gz_md5: Optional[str] = None
   companion: Optional[str] = None
+  tree_sha256: Optional[Mapping[str, str]] = None
+  unverifiable: str = ''
 
   def __post_init__(self):
-    if not (self.sha256 or self.gz_sha256 or self.archive_md5 or self.gz_md5):
+    if not (self.sha256 or self.gz_sha256 or self.archive_md5 or self.gz_md5 or self.tree_sha256
+            or self.unverifiable):
       raise ValueError(f'{self.name}: a DataFile needs sha256, gz_sha256 or archive_md5 (or '
-                       'gz_md5 where only the .gz MD5 is published)')
+                       'gz_md5 where only the .gz MD5 is published; tree_sha256 or an '
+                       'unverifiable reason for a folder)')
+
+  @property
+  def is_folder(self) -> bool:
+    return self.tree_sha256 is not None or bool(self.unverifiable)
 
   @property
   def archive_name(self) -> Optional[str]:
@@ -198,8 +215,52 @@ def sha256_of_file(path: str, uncompressed: bool = True, algorithm: str = 'sha25
   return digest.hexdigest()
 
 
+def tree_digest(folder: str) -> str:
+  """SHA-256 of what `sha256sum` prints for the files of `folder`, listed by name in C-locale
+  order: one `<64 hex>  <name>\\n` line per file (the scheme of ../shared/data/SHA256SUMS for
+  the CIFAR-10 class folders). Subfolders are not descended into.
+
+  Raises:
+    DatasetError: the folder or a file cannot be read.
+  """
+  listing = hashlib.sha256()
+  try:
+    names = sorted(os.listdir(folder), key=lambda name: name.encode())
+  except OSError as e:
+    raise DatasetError(f'{folder}: cannot be listed ({e})') from e
+  for name in names:
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+      listing.update(f'{sha256_of_file(path, uncompressed=False)}  {name}\n'.encode())
+  return listing.hexdigest()
+
+
+def verify_tree(path: str, data_file: DataFile) -> None:
+  """Raises DatasetError unless folder `path` holds exactly the subfolders of `data_file`, each
+  with its `tree_digest`; a folder without checksums is only logged, with the reason."""
+  if not data_file.tree_sha256:
+    logging.warning('%s: not verified: %s', path, data_file.unverifiable)
+    return
+  found = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)))
+  if found != sorted(data_file.tree_sha256):
+    missing = sorted(set(data_file.tree_sha256) - set(found))
+    extra = sorted(set(found) - set(data_file.tree_sha256))
+    raise DatasetError(f'{path}: the subfolders of {data_file.name} differ from the canonical '
+                       f'ones: missing {missing or "none"}, unexpected {extra or "none"}')
+  for name, expected in sorted(data_file.tree_sha256.items()):
+    actual = tree_digest(os.path.join(path, name))
+    if actual != expected:
+      raise DatasetError(f'{os.path.join(path, name)}: checksum mismatch for {data_file.name}/'
+                         f'{name}: expected SHA-256 {expected} of its sha256sum listing, got '
+                         f'{actual}. A file there is corrupt, missing or extra.')
+
+
 def verify(path: str, data_file: DataFile) -> None:
-  """Raises DatasetError unless `path` holds the bytes of `data_file` (compressed or not)."""
+  """Raises DatasetError unless `path` holds the bytes of `data_file` (compressed or not), or,
+  for a folder, its files (`verify_tree`)."""
+  if data_file.is_folder:
+    verify_tree(path, data_file)
+    return
   gzipped = path.endswith('.gz')
   algorithm = 'SHA-256'
   if gzipped and data_file.gz_sha256:
@@ -234,6 +295,10 @@ def default_data_root() -> Optional[str]:
 
 def default_cache_dir() -> str:
   return os.path.expanduser(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)
+
+
+def _exists(path: str, data_file: DataFile) -> bool:
+  return os.path.isdir(path) if data_file.is_folder else os.path.isfile(path)
 
 
 def _candidates(folder: str, name: str) -> Sequence[str]:
@@ -337,11 +402,12 @@ def _resolve_one(dataset: Dataset, name: str, data_root: Optional[str],
   data_root = data_root or default_data_root()
   cache_dir = os.path.abspath(cache_dir or default_cache_dir())
   cached = _candidates(os.path.join(cache_dir, dataset.directory), name)
-  checksummed = bool(data_file.sha256 or data_file.gz_sha256 or data_file.gz_md5)
+  checksummed = bool(data_file.sha256 or data_file.gz_sha256 or data_file.gz_md5
+                     or data_file.is_folder)
   if data_root:
     folder = os.path.join(os.path.abspath(data_root), dataset.directory)
     looked = list(_candidates(folder, name))
-    found = [p for p in looked if os.path.isfile(p)]
+    found = [p for p in looked if _exists(p, data_file)]
     if found and checksummed:
       verify(found[0], data_file)
       return found[0]
@@ -358,7 +424,7 @@ def _resolve_one(dataset: Dataset, name: str, data_root: Optional[str],
             'are read with --sample.' if dataset.sample_splits else '')
     raise MissingFileError(f'{name} of dataset {dataset.name!r} is missing: looked at '
                            f'{", ".join(looked)} (data root {data_root!r}).{hint}')
-  found = [p for p in cached if os.path.isfile(p)]
+  found = [p for p in cached if _exists(p, data_file)]
   if found:
     if checksummed:  # (a member without its own checksum was extracted from a verified zip)
       verify(found[0], data_file)

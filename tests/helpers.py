@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: run TextLineExampleGen's executor, read its output, run the CLI,
+"""Helpers shared by the tests: run an ExampleGen's executor, read its output, run the CLI,
 score a census SavedModel."""
 
 import os
@@ -21,10 +21,16 @@ def run_example_gen(output_dir: str, input_base: str, splits: Mapping[str, str],
   component = text_example_gen.TextLineExampleGen(
       input_base=input_base, splits=dict(splits), line_parser=line_parser,
       max_malformed_fraction=max_malformed_fraction, row_ranges=row_ranges)
+  return run_executor(component, text_example_gen.Executor, output_dir)
+
+
+def run_executor(component, executor_class, output_dir: str):
+  """Runs an ExampleGen component's executor in process on its exec properties; returns the
+  Examples artifact it wrote under `output_dir`/examples."""
   examples = standard_artifacts.Examples()
-  examples.uri = os.path.join(output_dir, 'examples')
+  examples.uri = os.path.join(str(output_dir), 'examples')
   properties = {k: v for k, v in component.exec_properties.items() if v is not None}
-  text_example_gen.Executor().Do({}, {'examples': [examples]}, properties)
+  executor_class().Do({}, {'examples': [examples]}, properties)
   return examples
 
 

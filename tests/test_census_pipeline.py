@@ -130,6 +130,7 @@ def test_cli_reports_malformed_rows_and_pushes_nothing(tmp_path, adult_lines, ce
   assert not os.path.exists(out / 'serving_model')
 
 
+@pytest.mark.slow  # ~3 min; the same rows and metrics as in-process, on 2 worker processes
 def test_multi_process_direct_runner_reads_and_evaluates_the_same_rows(tmp_path, census_files):
   """The Beam stages on two DirectRunner worker processes (a short training: rows are the point)."""
   config = RunConfig(output_dir=str(tmp_path), train_steps=300,

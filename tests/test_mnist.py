@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tfx.types import standard_artifacts
 
 from components import idx_example_gen as idx
 from components.record_checks import MalformedRowsError
@@ -50,11 +49,7 @@ def run_idx_example_gen(output_dir, input_base, splits, row_ranges=None,
   component = idx.IdxExampleGen(input_base=str(input_base), splits=splits,
                                 max_malformed_fraction=max_malformed_fraction,
                                 row_ranges=row_ranges)
-  examples = standard_artifacts.Examples()
-  examples.uri = os.path.join(str(output_dir), 'examples')
-  properties = {k: v for k, v in component.exec_properties.items() if v is not None}
-  idx.Executor().Do({}, {'examples': [examples]}, properties)
-  return examples
+  return helpers.run_executor(component, idx.Executor, output_dir)
 
 
 # --- IDX parsing -------------------------------------------------------------------------------
