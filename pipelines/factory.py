@@ -50,6 +50,8 @@ class RunConfig:
     reduced_data: the run reads a documented fallback or a sample instead of the canonical data;
       the spec's `reduced_data_evaluation` (its blessing for that data size), if any, applies.
     mixed_precision: None, `float16` or `bfloat16` (see model_fns.trainer.TrainerConfig).
+    transform_config: the preprocessing_fn's `custom_config`: the spec's `transform_files`,
+      resolved (e.g. {'vocab_file': '.../uncased_vocab.txt'}).
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -69,6 +71,7 @@ class RunConfig:
   data_notice: Optional[str] = None
   reduced_data: bool = False
   mixed_precision: Optional[str] = None
+  transform_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -198,7 +201,8 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
         examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
         preprocessing_fn=spec.preprocessing_fn,
         force_tf_compat_v1=spec.transform_tf_compat_v1,
-        disable_statistics=not config.transform_statistics)
+        disable_statistics=not config.transform_statistics,
+        custom_config=dict(config.transform_config) or None)
     transform.add_upstream_node(anomalies_gate)
     training_inputs = {'examples': transform.outputs['transformed_examples'],
                        'transform_graph': transform.outputs['transform_graph']}
@@ -223,7 +227,9 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
-      eval_config=spec.evaluation_for(config.reduced_data).eval_config(),
+      eval_config=spec.evaluation_for(
+          config.reduced_data, pretrained=bool(config.hparams.get('init_checkpoint'))
+      ).eval_config(),
       module_path=spec.model_ops_module)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],

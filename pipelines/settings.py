@@ -102,8 +102,13 @@ flags.DEFINE_list('layers', None, 'movielens: MLP layer sizes, the first split b
                   'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64).')
 flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).')
 flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).')
+flags.DEFINE_string('init_checkpoint', None, 'mrpc: a Google BERT checkpoint prefix '
+                    '(.../bert_model.ckpt, bert_config.json beside it) to fine-tune from.')
 HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layers', 'num_neg',
-                'train_epochs')
+                'train_epochs', 'init_checkpoint')
+flags.DEFINE_string('vocab_file', None, 'mrpc: the WordPiece vocabulary (default: the registry\'s '
+                    'uncased vocab.txt, from the data root); give the checkpoint\'s vocab.txt '
+                    'with a cased --init_checkpoint.')
 
 
 
@@ -131,6 +136,19 @@ def _split_files(spec) -> Tuple[Dict[str, str], List[str], datasets.ResolvedSpli
   files.update(resolved.files)
   canonical = [] if FLAGS.sample else list(resolved.files)
   return {split: files[split] for split in names}, canonical, resolved
+
+
+def _transform_files(spec) -> Dict[str, str]:
+  """The spec's Transform files, resolved and verified (`--vocab_file` replaces a vocabulary,
+  unverified; a remote URI is read where Transform runs)."""
+  files = {}
+  for key, (dataset, name) in spec.transform_files.items():
+    given = FLAGS.vocab_file if key == 'vocab_file' else None
+    if given:
+      files[key] = given if factory.is_remote(given) else os.path.abspath(given)
+    else:
+      files[key] = datasets.resolve_file(dataset, name, FLAGS.data_root, FLAGS.cache_dir)
+  return files
 
 
 def _beam_pipeline_args():
@@ -188,4 +206,5 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
   if resolved.fallback:
     config.data_notice = f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
   config.reduced_data = bool(resolved.fallback) or FLAGS.sample
+  config.transform_config = _transform_files(spec)
   return spec, config, split_files

@@ -23,7 +23,7 @@ from preprocessing import datasets
 
 # Modules that register specs when imported; `get` imports them on first use.
 SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens', 'pipelines.mnist',
-                'pipelines.cifar10', 'pipelines.imagenet')
+                'pipelines.cifar10', 'pipelines.imagenet', 'pipelines.mrpc')
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,
@@ -182,6 +182,11 @@ class ModelSpec:
     reduced_data_evaluation: the evaluation (blessing) of a run on the dataset's documented
       fallback or sample, where the canonical bar cannot apply (ImageNet's 100-image sample);
       None: `evaluation` for every data size.
+    pretrained_evaluation: the evaluation of a run that starts from a pretrained checkpoint (the
+      `init_checkpoint` hyperparameter: BERT); None: `evaluation`.
+    transform_files: preprocessing_fn setting -> (registered dataset, file name) of a file the
+      Transform reads (BERT's WordPiece vocabulary); resolved and verified like the data, and
+      passed to the preprocessing_fn in its `custom_config`.
   """
   name: str
   dataset: datasets.Dataset
@@ -198,15 +203,22 @@ class ModelSpec:
   max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
   model_ops_module: Optional[str] = None
   reduced_data_evaluation: Optional[EvalSpec] = None
+  pretrained_evaluation: Optional[EvalSpec] = None
+  transform_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
+      default_factory=dict)
 
   @property
   def default_model_type(self) -> str:
     return self.model_types[0]
 
-  def evaluation_for(self, reduced_data: bool) -> EvalSpec:
-    """The evaluation of a run on the canonical data, or on a fallback or sample."""
-    return (self.reduced_data_evaluation if reduced_data and self.reduced_data_evaluation
-            else self.evaluation)
+  def evaluation_for(self, reduced_data: bool = False, pretrained: bool = False) -> EvalSpec:
+    """The evaluation of a run on the canonical data or on a fallback or sample, trained from
+    scratch or from a pretrained checkpoint."""
+    if reduced_data and self.reduced_data_evaluation:
+      return self.reduced_data_evaluation
+    if pretrained and self.pretrained_evaluation:
+      return self.pretrained_evaluation
+    return self.evaluation
 
 
 _SPECS: Dict[str, ModelSpec] = {}
