@@ -108,13 +108,21 @@ def decode_and_crop(encoded: tf.Tensor, size: int, training: bool) -> tf.Tensor:
   Raises:
     tf.errors.InvalidArgumentError (when run): bytes that are not a decodable image.
   """
+  def window(shape):
+    return _random_crop_window(shape) if training else _center_crop_window(shape, size)
+
+  def decode_jpeg_window(data):  # decodes the window only
+    return tf.image.decode_and_crop_jpeg(data, window(tf.image.extract_jpeg_shape(data)),
+                                         channels=3)
+
+  def decode_then_crop(data):  # PNG, GIF, BMP: decoded whole, once
+    image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    y, x, height, width = tf.unstack(window(tf.shape(image)))
+    return tf.image.crop_to_bounding_box(image, y, x, height, width)
+
   def crop(data):
-    shape = _image_shape(data)
-    window = _random_crop_window(shape) if training else _center_crop_window(shape, size)
-    image = tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: tf.image.decode_and_crop_jpeg(data, window, channels=3),
-        lambda: _crop_decoded(data, window))
+    image = tf.cond(tf.io.is_jpeg(data), lambda: decode_jpeg_window(data),
+                    lambda: decode_then_crop(data))
     image = tf.image.resize(tf.cast(image, tf.float32), [size, size])
     if training:
       image = tf.image.random_flip_left_right(image)
@@ -122,14 +130,3 @@ def decode_and_crop(encoded: tf.Tensor, size: int, training: bool) -> tf.Tensor:
 
   return tf.map_fn(crop, _flat(encoded), fn_output_signature=tf.TensorSpec([size, size, 3],
                                                                              tf.float32))
-
-
-def _image_shape(data: tf.Tensor) -> tf.Tensor:
-  """[height, width, channels] of an encoded image: from the JPEG header, else by decoding."""
-  return tf.cond(tf.io.is_jpeg(data), lambda: tf.image.extract_jpeg_shape(data),
-                 lambda: tf.shape(tf.io.decode_image(data, channels=3, expand_animations=False)))
-
-
-def _crop_decoded(data: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-  image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-  return tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
