@@ -31,7 +31,8 @@ setuptools.setup(
         # asks for apache-airflow[mysql], whose mysqlclient build needs the MySQL headers.
         'airflow': ['apache-airflow==2.11.0'],
         'kfp': ['kfp==2.5.0', 'kfp-pipeline-spec>=0.2.2,<0.3'],
-        'text': ['tensorflow-text==2.16.1'],
+        # Text models: in-graph tokenizers (BERT, WMT), SentencePiece training and BLEU (WMT).
+        'text': ['tensorflow-text==2.16.1', 'sentencepiece==0.2.0', 'sacrebleu==2.6.0'],
         'test': ['pytest'],
     },
     entry_points={'console_scripts': ['official-tfx=pipelines.cli:entry_point']},

@@ -46,9 +46,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, ReportingExecutor,
-                                      add_malformed_check, custom_config, example_gen_config,
-                                      split_row_range)
+from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
+                                      custom_config, example_gen_config, split_row_range)
 from components.text_example_gen import to_example
 
 IMAGES_MAGIC = 0x00000803  # uint8 data, 3 dimensions (count, rows, columns)
@@ -230,11 +229,8 @@ def _IdxToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spli
              | 'Encode' >> beam.ParDo(_EncodeRecords(
                  int(config.get('num_classes', DEFAULT_NUM_CLASSES)))).with_outputs(
                      MALFORMED, VALID, main='examples'))
-  add_malformed_check(
-      pipeline, encoded[VALID], encoded[MALFORMED], split=split, source=files[0],
-      files=list(files), threshold=float(config.get('max_malformed_fraction', 0.0)),
-      report_dir=exec_properties.get(REPORT_DIR_KEY), row_range=(first_row, num_rows),
-      unit='record')
+  add_split_check(pipeline, encoded, exec_properties, split, source=files[0], files=files,
+                  row_range=(first_row, num_rows), unit='record')
   return encoded.examples
 
 

@@ -56,9 +56,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, ReportingExecutor,
-                                      add_malformed_check, custom_config, example_gen_config,
-                                      split_row_range)
+from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
+                                      custom_config, example_gen_config, split_row_range)
 from components.text_example_gen import to_example
 
 CHUNK_RECORDS = 1000
@@ -346,10 +345,8 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
                | 'Decode' >> beam.ParDo(_DecodeImageFiles()).with_outputs(
                    MALFORMED, VALID, main='examples'))
     unit, files = 'file', [path] + ([labels_file] if labels_file else [])
-  add_malformed_check(
-      pipeline, decoded[VALID], decoded[MALFORMED], split=split, source=path, files=files,
-      threshold=float(config.get('max_malformed_fraction', 0.0)),
-      report_dir=exec_properties.get(REPORT_DIR_KEY), row_range=(first_row, num_rows), unit=unit)
+  add_split_check(pipeline, decoded, exec_properties, split, source=path, files=files,
+                  row_range=(first_row, num_rows), unit=unit)
   return decoded.examples
 
 

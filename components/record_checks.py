@@ -128,6 +128,21 @@ def add_malformed_check(pipeline: beam.Pipeline, valid_counts: beam.PCollection,
            **check_args))
 
 
+def add_split_check(pipeline: beam.Pipeline, outputs: beam.pvalue.DoOutputsTuple,
+                    exec_properties: Dict[str, Any], split: str, source: str,
+                    files: Sequence[str], row_range: Tuple[int, Optional[int]], unit: str,
+                    default_threshold: float = 0.0) -> None:
+  """`add_malformed_check` of a split read by an ExampleGen executor: the `VALID` and `MALFORMED`
+  outputs of its parsing DoFn, the component's `max_malformed_fraction` (`default_threshold` when
+  unset) and the report directory from its exec properties."""
+  threshold = float(custom_config(exec_properties).get('max_malformed_fraction',
+                                                       default_threshold))
+  add_malformed_check(pipeline, outputs[VALID], outputs[MALFORMED], split=split, source=source,
+                      files=list(files), threshold=threshold,
+                      report_dir=exec_properties.get(REPORT_DIR_KEY), row_range=row_range,
+                      unit=unit)
+
+
 def record_reports(examples: tfx_artifact.Artifact) -> None:
   """Copies every split's report counts into the Examples artifact's custom properties."""
   for name in tf.io.gfile.listdir(examples.uri):

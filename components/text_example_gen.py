@@ -33,9 +33,9 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.record_checks import (MALFORMED, REPORT_DIR_KEY, VALID, ReportingExecutor,
-                                      add_malformed_check, custom_config, example_gen_config,
-                                      input_splits, split_row_range)
+from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
+                                      custom_config, example_gen_config, input_splits,
+                                      split_row_range)
 
 DEFAULT_MAX_MALFORMED_FRACTION = 0.001
 CHUNK_LINES = 1000
@@ -188,11 +188,9 @@ def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
             | 'Spread' >> beam.Reshuffle()
             | 'Parse' >> beam.ParDo(_ParseLines(config['line_parser'])).with_outputs(
                 MALFORMED, VALID, main='rows'))
-  add_malformed_check(
-      pipeline, parsed[VALID], parsed[MALFORMED], split=split, source=pattern, files=paths,
-      threshold=float(config.get('max_malformed_fraction', DEFAULT_MAX_MALFORMED_FRACTION)),
-      report_dir=exec_properties.get(REPORT_DIR_KEY), row_range=(first_row, num_rows),
-      unit='row')
+  add_split_check(pipeline, parsed, exec_properties, split, source=pattern, files=paths,
+                  row_range=(first_row, num_rows), unit='row',
+                  default_threshold=DEFAULT_MAX_MALFORMED_FRACTION)
   rows = parsed.rows
   return rows
 

@@ -175,6 +175,8 @@ class KerasTask(abc.ABC):
   distribution_strategies: Optional[Sequence[str]] = None
   # Whether the model keeps its output in float32 under a mixed-precision policy.
   supports_mixed_precision: bool = False
+  # What `--batch_size` counts: examples, or (sequence models batched by length) tokens.
+  batch_unit: str = 'examples'
   # The run's training steps and global batch size, set by `run_fn` before `compile` (for
   # learning-rate schedules and batch-scaled learning rates).
   train_steps: Optional[int] = None
@@ -226,9 +228,14 @@ class KerasTask(abc.ABC):
                   loss=self.build_losses(hparams), metrics=self.build_metrics(hparams),
                   steps_per_execution=steps_per_execution)
 
+  def train_dataset(self, data: TrainingData, hparams: Mapping[str, Any]) -> tf.data.Dataset:
+    """The endless (features, label) batches `train` fits on. Default: `data.repeated()`."""
+    del hparams
+    return data.repeated()
+
   def train(self, model: tf_keras.Model, data: TrainingData, hparams: Mapping[str, Any],
             train_steps: Optional[int], callbacks: List[tf_keras.callbacks.Callback]) -> None:
-    """Trains the compiled `model`: `train_steps` minibatch steps on `data.repeated()`, logged
+    """Trains the compiled `model`: `train_steps` minibatch steps on `train_dataset`, logged
     every `log_every_steps` steps.
 
     Raises:
@@ -236,9 +243,9 @@ class KerasTask(abc.ABC):
     """
     if not train_steps or train_steps <= 0:
       raise ValueError(f'{type(self).__name__} trains for a number of steps: set train_steps')
-    train = data.repeated()
+    train = self.train_dataset(data, hparams)
     per_epoch = logging_epoch_steps(train_steps, data.config.log_every_steps)
-    callbacks = callbacks + [_ThroughputLogger(data.config.batch_size)]
+    callbacks = callbacks + [_ThroughputLogger(data.config.batch_size, self.batch_unit)]
     epochs, remainder = divmod(train_steps, per_epoch)
     model.fit(train, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=0)
     if remainder:  # a second fit traces the train function again (~20-30 s on census)
@@ -349,11 +356,13 @@ def logging_epoch_steps(train_steps: int, log_every_steps: int) -> int:
 
 
 class _ThroughputLogger(tf_keras.callbacks.Callback):
-  """Logs the training metrics and examples/s at the end of every Keras epoch."""
+  """Logs the training metrics and examples/s (or the task's `batch_unit`) at the end of every
+  Keras epoch."""
 
-  def __init__(self, batch_size: int):
+  def __init__(self, batch_size: int, unit: str = 'examples'):
     super().__init__()
     self._batch_size = batch_size
+    self._unit = unit
     self._start = time.time()
 
   def on_epoch_begin(self, epoch, logs=None):
@@ -363,7 +372,7 @@ class _ThroughputLogger(tf_keras.callbacks.Callback):
     elapsed = max(time.time() - self._start, 1e-9)
     examples = (self.params or {}).get('steps', 0) * self._batch_size  # this fit's steps/epoch
     metrics = ' '.join(f'{k}={float(v):.4f}' for k, v in (logs or {}).items())
-    logging.info('epoch %d: %s (%.0f examples/s)', epoch + 1, metrics, examples / elapsed)
+    logging.info('epoch %d: %s (%.0f %s/s)', epoch + 1, metrics, examples / elapsed, self._unit)
 
 
 def _input_names(model: tf_keras.Model) -> List[str]:

@@ -23,7 +23,7 @@ from preprocessing import datasets
 
 # Modules that register specs when imported; `get` imports them on first use.
 SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens', 'pipelines.mnist',
-                'pipelines.cifar10', 'pipelines.imagenet', 'pipelines.mrpc')
+                'pipelines.cifar10', 'pipelines.imagenet', 'pipelines.mrpc', 'pipelines.wmt')
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,

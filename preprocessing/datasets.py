@@ -79,8 +79,8 @@ class DataFile:
       recompressed `.gz` has other bytes, so the uncompressed SHA-256 is preferred when known.
     companion: another file of the dataset that is always read with this one (MNIST: the labels
       file of an images file); `resolve_file` resolves and verifies it too, into the same folder.
-    tree_sha256: for a folder: subfolder name -> `tree_digest` of that subfolder; the folder must
-      hold exactly these subfolders.
+    tree_sha256: for a folder: subfolder name -> `tree_digest` of that subfolder (the key `.`: of
+      the folder's own files, for a flat folder); the folder must hold exactly these subfolders.
     unverifiable: for a folder with no known checksum: why (shown when it is used).
   """
   name: str
@@ -242,16 +242,19 @@ def verify_tree(path: str, data_file: DataFile) -> None:
     logging.warning('%s: not verified: %s', path, data_file.unverifiable)
     return
   found = sorted(name for name in os.listdir(path) if os.path.isdir(os.path.join(path, name)))
-  if found != sorted(data_file.tree_sha256):
-    missing = sorted(set(data_file.tree_sha256) - set(found))
-    extra = sorted(set(found) - set(data_file.tree_sha256))
+  expected_folders = sorted(set(data_file.tree_sha256) - {'.'})
+  if found != expected_folders:
+    missing = sorted(set(expected_folders) - set(found))
+    extra = sorted(set(found) - set(expected_folders))
     raise DatasetError(f'{path}: the subfolders of {data_file.name} differ from the canonical '
                        f'ones: missing {missing or "none"}, unexpected {extra or "none"}')
   for name, expected in sorted(data_file.tree_sha256.items()):
-    actual = tree_digest(os.path.join(path, name))
+    folder = os.path.normpath(os.path.join(path, name))
+    actual = tree_digest(folder)
     if actual != expected:
-      raise DatasetError(f'{os.path.join(path, name)}: checksum mismatch for {data_file.name}/'
-                         f'{name}: expected SHA-256 {expected} of its sha256sum listing, got '
+      raise DatasetError(f'{folder}: checksum mismatch for '
+                         f'{data_file.name if name == "." else data_file.name + "/" + name}: '
+                         f'expected SHA-256 {expected} of its sha256sum listing, got '
                          f'{actual}. A file there is corrupt, missing or extra.')
 
 
@@ -307,7 +310,7 @@ def _candidates(folder: str, name: str) -> Sequence[str]:
 
 def _temporary_beside(destination: str, prefix: str) -> str:
   os.makedirs(os.path.dirname(destination), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=prefix + '.', suffix='.part', dir=os.path.dirname(destination))
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(prefix) + '.', suffix='.part', dir=os.path.dirname(destination))
   os.close(fd)
   return tmp
 

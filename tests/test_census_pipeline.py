@@ -73,6 +73,7 @@ def test_second_identical_run_is_served_from_the_cache(census_run, census_files)
   assert second['blessed'] is True, second
 
 
+@pytest.mark.slow  # ~2.5 min; keeps the default run within 30 min (`-m slow` runs it)
 def test_wide_and_deep_pass_the_seed_bar_and_blessing_needs_no_regression(census_run,
                                                                           census_files):
   config, first = census_run

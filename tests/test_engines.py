@@ -148,7 +148,8 @@ def test_every_pipeline_compiles_to_a_valid_kfp_v2_spec(name, tmp_path):
   tasks = pipeline_spec.root.dag.tasks
   executor_classes = {'TextLineExampleGen': 'components.text_example_gen.Executor',
                       'IdxExampleGen': 'components.idx_example_gen.Executor',
-                      'ImageExampleGen': 'components.image_example_gen.Executor'}
+                      'ImageExampleGen': 'components.image_example_gen.Executor',
+                      'ParallelTextExampleGen': 'components.parallel_text_example_gen.Executor'}
   (example_gen_task,) = [t for t in tasks if t in executor_classes]
   expected = {example_gen_task, 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
               'AnomaliesGate', 'Trainer', 'Evaluator', 'Pusher'}
