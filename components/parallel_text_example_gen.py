@@ -141,9 +141,10 @@ class _EncodePairs(beam.DoFn):
     yield beam.pvalue.TaggedOutput(VALID, valid)
 
 
-class _DecodeSubwordRecords(beam.DoFn):
-  """(shard, index, serialized T2T tf.Example) -> tf.Example of text; a record whose ids do not
-  decode is MALFORMED. The vocabulary is loaded once per worker."""
+class _DecodeSubwordShard(beam.DoFn):
+  """A shard of T2T tf.Examples -> tf.Examples of text; MALFORMED (shard, record index, reason, '')
+  per record whose ids do not decode to two non-empty sentences, and VALID the shard's count of
+  good records. The vocabulary is loaded once per worker."""
 
   def __init__(self, vocab_file: str):
     super().__init__()
@@ -154,35 +155,30 @@ class _DecodeSubwordRecords(beam.DoFn):
     from preprocessing import t2t_subwords  # pylint: disable=import-outside-toplevel
     self._decoder = t2t_subwords.SubwordDecoder.from_file(self._vocab_file)
 
-  def process(self, element):
-    path, index, serialized = element
-    example = tf.train.Example.FromString(serialized)
+  def _decode(self, example: tf.train.Example) -> Tuple[Dict[str, str], str]:
+    """({inputs, targets} text, '') or ({}, why the record is malformed)."""
     row = {}
-    reason = ''
     for key in (SOURCE_KEY, TARGET_KEY):
       feature = example.features.feature.get(key)
       ids = list(feature.int64_list.value) if feature is not None else []
       try:
         row[key] = self._decoder.decode(ids).strip()
       except ValueError as e:
-        reason = f'{key}: {e}'
-        break
+        return {}, f'{key}: {e}'
       if not row[key]:
-        reason = f'{key}: no subword ids' if not ids else f'{key}: decodes to an empty sentence'
-        break
-    if reason:
-      yield beam.pvalue.TaggedOutput(MALFORMED, (path, index, reason, ''))
-      return
-    yield beam.pvalue.TaggedOutput(VALID, 1)
-    yield to_example(row)
-
-
-class _ReadShard(beam.DoFn):
-  """A TFRecord shard -> (shard, record index, serialized record)."""
+        return {}, f'{key}: no subword ids' if not ids else f'{key}: decodes to an empty sentence'
+    return row, ''
 
   def process(self, path):
+    valid = 0
     for index, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-      yield path, index, record
+      row, reason = self._decode(tf.train.Example.FromString(record))
+      if reason:
+        yield beam.pvalue.TaggedOutput(MALFORMED, (path, index, reason, ''))
+        continue
+      valid += 1
+      yield to_example(row)
+    yield beam.pvalue.TaggedOutput(VALID, valid)
 
 
 def _is_folder(path: str) -> bool:
@@ -236,8 +232,7 @@ def _ParallelTextToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, A
                  path, vocab_file)
     decoded = (pipeline
                | 'Shards' >> beam.Create(shards)
-               | 'ReadShards' >> beam.ParDo(_ReadShard())
-               | 'Decode' >> beam.ParDo(_DecodeSubwordRecords(vocab_file)).with_outputs(
+               | 'Decode' >> beam.ParDo(_DecodeSubwordShard(vocab_file)).with_outputs(
                    MALFORMED, VALID, main='examples'))
     unit, files = 'record', [path]
   else:

@@ -173,7 +173,7 @@ class TranslationTask(KerasTask):
       records = records.shuffle(config.shuffle_buffer, seed=config.seed,
                                 reshuffle_each_iteration=True).repeat()
     return (records.batch(256)
-            .map(lambda r: tf.io.parse_example(r, dict(feature_spec)),
+            .map(lambda r: tf.io.parse_example(r, feature_spec),
                  num_parallel_calls=tf.data.AUTOTUNE)
             .unbatch())
 
@@ -203,8 +203,7 @@ class TranslationTask(KerasTask):
                eval_steps=None) -> Dict[str, float]:
     """Teacher-forced loss and token accuracy on the eval split (BLEU is the Evaluator's), and the
     training throughput in target tokens/s."""
-    spec = {k: feature_spec[k] for k in feature_spec}
-    examples = self._examples(eval_files, spec, False, config).map(_trim)
+    examples = self._examples(eval_files, feature_spec, False, config).map(_trim)
     batches = examples.padded_batch(64).map(_split_label)
     with model.distribute_strategy.scope():  # a pass of unknown length: one step per execution
       self.compile(model, hparams, 1, optimizer=model.optimizer)

@@ -35,6 +35,7 @@ included, so that the Trainer can leave out the pairs that were cut).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from typing import Any, Mapping, Optional, Tuple
 
@@ -152,11 +153,10 @@ class TrainSentencePiece(tft_beam.experimental.PTransformAnalyzer):
             yield value
 
     def train(sample, vocab_size, temp_dir):
-      import sentencepiece  # pylint: disable=import-outside-toplevel
       from tensorflow_text.core.pybinds import pywrap_model_converter  # pylint: disable=import-outside-toplevel
       if not sample:
         raise ValueError('SentencePiece: the training split has no sentence to learn from')
-      model = _train_sentencepiece(sorted(sample), vocab_size, sentencepiece)
+      model = _train_sentencepiece(sorted(sample), vocab_size)
       tf.io.gfile.makedirs(temp_dir)
       paths = []
       for name, content in ((SENTENCEPIECE_ASSET, model),
@@ -178,9 +178,9 @@ class TrainSentencePiece(tft_beam.experimental.PTransformAnalyzer):
     return outputs.model_path, outputs.tokenizer_path
 
 
-def _train_sentencepiece(sentences, vocab_size: int, sentencepiece) -> bytes:
+def _train_sentencepiece(sentences, vocab_size: int) -> bytes:
   """The serialized SentencePiece model (unigram) of `sentences` (UTF-8 bytes, in order)."""
-  import io  # pylint: disable=import-outside-toplevel
+  import sentencepiece  # pylint: disable=import-outside-toplevel  (only the analyzer needs it)
   model = io.BytesIO()
   sentencepiece.SentencePieceTrainer.train(
       sentence_iterator=iter(s.decode('utf-8', 'replace') for s in sentences),
