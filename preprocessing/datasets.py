@@ -310,7 +310,8 @@ def _candidates(folder: str, name: str) -> Sequence[str]:
 
 def _temporary_beside(destination: str, prefix: str) -> str:
   os.makedirs(os.path.dirname(destination), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(prefix) + '.', suffix='.part', dir=os.path.dirname(destination))
+  fd, tmp = tempfile.mkstemp(prefix=os.path.basename(prefix) + '.', suffix='.part',
+                             dir=os.path.dirname(destination))
   os.close(fd)
   return tmp
 
