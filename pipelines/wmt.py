@@ -46,7 +46,7 @@ SPEC = spec.register(spec.ModelSpec(
     # The CPU budget of benchmarks/wmt.py (see README): the seed trains base for 100,000 steps
     # of 4,096 tokens on each of 8 GPUs (design.md); `--model_type=base --batch_size=4096
     # --train_steps=100000` is that recipe on one device.
-    train_steps=1800,
+    train_steps=2400,
     batch_size=2048,  # tokens per batch (the seed's convention for this model)
     evaluation=spec.EvalSpec(
         label_key=wmt.TARGET_KEY,

@@ -53,6 +53,7 @@ def _run(args, env, cwd, timeout=900):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # ~3 min; keeps the default run within 30 min (`-m slow` runs it)
 def test_tfx_cli_registers_and_runs_census_on_the_local_and_beam_engines(tmp_path, data_root,
                                                                           adult_lines):
   out = tmp_path / 'out'
