@@ -108,9 +108,9 @@ class TranslationTask(KerasTask):
   """English -> German Transformer on the WMT Transform output (see the module docstring).
 
   Hyperparameters: `learning_rate` (the schedule's scale) and `warmup_steps` (None: by model
-  type, LEARNING_RATE and WARMUP_STEPS), `max_length` (training pairs longer than this many subwords are left out),
-  `label_smoothing`, `beam_size`, `alpha`, `extra_decode_length`, and `dropout` (None: the model
-  type's).
+  type, LEARNING_RATE and WARMUP_STEPS), `max_length` (training pairs longer than this many
+  subwords are left out), `label_smoothing`, `beam_size`, `alpha`, `extra_decode_length`, and
+  `dropout` (None: the model type's).
   """
 
   label_key = wmt.TARGET_KEY
