@@ -77,6 +77,8 @@ flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fra
                    'the first malformed row fails the run).')
 flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- and '
                      'post-transform statistics (slower).')
+flags.DEFINE_boolean('transform_analyzer_cache', False, 'Let Transform write tf.Transform\'s '
+                     'analyzer cache (for runs over overlapping spans; slower).')
 flags.DEFINE_string('train_data', None, 'Read the train split from this file instead of the '
                     'canonical one (same raw format; not checksummed). A remote URI (gs://...) is '
                     'read where ExampleGen runs (compile, remote runners).')
@@ -196,7 +198,8 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
       serving_model_dir=FLAGS.serving_model_dir,
       enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
-      transform_statistics=FLAGS.transform_statistics)
+      transform_statistics=FLAGS.transform_statistics,
+      transform_analyzer_cache=FLAGS.transform_analyzer_cache)
   factory.trainer_config(spec, config)  # a bad model type or hparam is a usage error, found now
   split_files, canonical, resolved = _split_files(spec)
   config.row_ranges = factory.row_ranges(

@@ -1,9 +1,15 @@
 """The UCI Adult parser on the real files, its errors, and the census preprocessing_fn."""
 
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
+from pipelines import spec as spec_lib
 from preprocessing import census
 
 
@@ -54,12 +60,34 @@ def test_preprocessing_fn_outputs(adult_lines, tmp_path):
   data = [{k: (v if v is not None else ('' if k in census.CATEGORICAL_FEATURES else 0))
            for k, v in r.items()} for r in rows]
   metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-  with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
-    (transformed, _), _ = ((data, metadata)
-                           | tft_beam.AnalyzeAndTransformDataset(census.preprocessing_fn))
+  with tft_beam.Context(temp_dir=str(tmp_path / 'tmp'), force_tf_compat_v1=False):
+    (transformed, _), transform_fn = ((data, metadata)
+                                      | tft_beam.AnalyzeAndTransformDataset(census.preprocessing_fn))
+    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'transform'))
   assert len(transformed) == len(rows)
+  # The approximate vocabularies are exact here: every value, by decreasing frequency, then
+  # reverse lexicographic order, without the empty string (missing values: the OOV id).
+  tft_output = tft.TFTransformOutput(str(tmp_path / 'transform'))
+  for key in census.CATEGORICAL_FEATURES:
+    counts = collections.Counter(d[key] for d in data if d[key])
+    expected = [v for v, _ in sorted(counts.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+    vocabulary = [v.decode() for v in tft_output.vocabulary_by_name(key)]
+    assert vocabulary == expected, key
+    ids = [t[census.transformed_name(key)] for t in transformed]
+    assert ids == [vocabulary.index(d[key]) if d[key] else len(vocabulary) for d in data], key
   ages = np.array([t['age_xf'] for t in transformed])
   assert abs(ages.mean()) < 1e-3 and abs(ages.std() - 1) < 1e-2  # z-score
   assert {t['age_bucket_xf'] for t in transformed} <= set(range(len(census.AGE_BOUNDARIES) + 1))
   assert all(0 <= t['education_x_occupation_xf'] < 1000 for t in transformed)
   assert [t[census.LABEL_KEY] for t in transformed] == [r[census.LABEL_KEY] for r in rows]
+
+
+def test_curated_schema_keeps_vocabularies_exact():
+  """The approximate vocabularies are exact while no column has more than VOCABULARY_TOP_K
+  distinct values; the curated schema's domains (which ExampleValidator enforces) bound them."""
+  with open(spec_lib.curated_schema('census')) as f:
+    schema = text_format.Parse(f.read(), schema_pb2.Schema())
+  domains = {d.name: len(d.value) for d in schema.string_domain}
+  features = {f.name: f.domain for f in schema.feature if f.HasField('domain')}
+  assert set(features) == set(census.CATEGORICAL_FEATURES)
+  assert max(domains[features[k]] for k in census.CATEGORICAL_FEATURES) <= census.VOCABULARY_TOP_K

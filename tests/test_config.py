@@ -88,3 +88,33 @@ def test_training_runs_as_one_fit_when_a_divisor_of_the_steps_allows():
   assert logging_epoch_steps(300, 500) == 300
   assert logging_epoch_steps(997, 500) == 500  # prime: 1 epoch of 500 + a remainder fit of 497
   assert logging_epoch_steps(1001, 500) == 143  # 7 epochs of 143, within a quarter of 500
+
+
+def test_transform_settings_and_the_beam_state_cache_weighing(tmp_path):
+  """Transform writes neither statistics nor tf.Transform's analyzer cache unless asked, and
+  building a pipeline turns off objsize's walk over every module's globals (which Beam's state
+  cache would run on each value it loads), without making the weights useless."""
+  from apache_beam.runners.worker import statecache
+  from beam_runner import sdk_harness
+  import objsize
+  spec = spec_lib.get('census')
+  files = {'train': str(tmp_path / 'adult.data'), 'eval': str(tmp_path / 'adult.test')}
+  objsize.default_settings.update(exclude_modules_globals=True)  # objsize's own default
+  assert sdk_harness.state_cache_walks_module_globals()
+
+  def transform(**config):
+    pipeline = factory.create_pipeline(spec, factory.RunConfig(output_dir=str(tmp_path), **config),
+                                       files)
+    (component,) = [c for c in pipeline.components if c.id == 'Transform']
+    return component
+
+  default = transform()  # TFX leaves out the cache's output channel when it is disabled
+  assert 'updated_analyzer_cache' not in default.outputs
+  assert default.exec_properties['disable_statistics']
+  assert not sdk_harness.state_cache_walks_module_globals()
+  asked = transform(transform_analyzer_cache=True, transform_statistics=True)
+  assert 'updated_analyzer_cache' in asked.outputs
+  assert not asked.exec_properties['disable_statistics']
+  small, large = statecache.get_deep_size(list(range(10))), statecache.get_deep_size(
+      list(range(10_000)))
+  assert 0 < small < large
