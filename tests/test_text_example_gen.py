@@ -5,7 +5,9 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
 
+from components import text_example_gen
 from tests import helpers
 
 BAD_LINES = ['39, State-gov, 77516',  # too few fields
@@ -48,13 +50,31 @@ def test_writes_typed_examples_and_reports_malformed_rows(tmp_path, adult_lines)
   assert examples.get_int_custom_property('malformed_rows_eval') == 0
 
 
-def test_missing_values_are_left_out_of_the_example(tmp_path, adult_lines):
-  line = ('54, ?, 180211, Some-college, 10, Married-civ-spouse, ?, Husband, Asian-Pac-Islander, '
-          'Male, 0, 0, 60, South, >50K')
-  examples = _run_executor(tmp_path, [line], [line], 0.001)
-  feature = _read(examples.uri, 'train')[0].features.feature
-  assert 'workclass' not in feature and 'occupation' not in feature
-  assert feature['income_bracket'].int64_list.value == [1]
+def test_missing_values_are_missing_features(tmp_path, adult_lines):
+  """A `?` is a feature without values: absent, or empty where other rows of its batch have one,
+  and read as missing by TFX's decoder and by tf.io.parse_example."""
+  from tfx_bsl.coders import example_coder
+  missing = ('54, ?, 180211, Some-college, 10, Married-civ-spouse, ?, Husband, Asian-Pac-Islander, '
+             'Male, 0, 0, 60, South, >50K')
+  complete = adult_lines['train'][0]
+  examples = _run_executor(tmp_path, [missing, complete], [missing], 0.001)
+  for split, expected_rows in (('train', 2), ('eval', 1)):
+    records = [e.SerializeToString() for e in _read(examples.uri, split)]
+    assert len(records) == expected_rows
+    (row,) = [e for e in _read(examples.uri, split)
+              if e.features.feature['age'].int64_list.value == [54]]
+    feature = row.features.feature
+    assert all(feature[k].WhichOneof('kind') is None for k in ('workclass', 'occupation')
+               if k in feature)
+    assert feature['income_bracket'].int64_list.value == [1]
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
+    workclass = (batch.column('workclass').to_pylist() if 'workclass' in batch.schema.names
+                 else [None] * batch.num_rows)
+    assert [w for a, w in zip(batch.column('age').to_pylist(), workclass) if a == [54]] == [None]
+    parsed = tf.io.parse_example(records, {'workclass': tf.io.VarLenFeature(tf.string),
+                                           'age': tf.io.FixedLenFeature([], tf.int64)})
+    with_values = set(parsed['workclass'].indices[:, 0].numpy())
+    assert [i for i, a in enumerate(parsed['age'].numpy()) if a == 54 and i in with_values] == []
 
 
 def test_fails_over_the_threshold_naming_file_and_lines(tmp_path, adult_lines):
@@ -65,3 +85,21 @@ def test_fails_over_the_threshold_naming_file_and_lines(tmp_path, adult_lines):
   assert 'MalformedRowsError' in message or '2 of 102 rows are malformed' in message
   assert '2 of 102 rows are malformed' in message
   assert 'train.txt.gz:101' in message and 'train.txt.gz:102' in message
+
+
+def test_batch_encoding_decodes_like_to_example_and_rejects_mixed_kinds():
+  from tfx_bsl.coders import example_coder
+  rows = [{'i': 1, 's': 'é', 'f': [1.5, 2.0], 'b': b'\x00\xff', 'flag': True, 'none': None},
+          {'i': None, 's': 'x', 'f': [], 'b': b'z', 'flag': False, 'none': None},
+          {'i': [3, 4], 's': ['a', 'b'], 'f': 0.25, 'b': None, 'flag': True}]
+  batch = text_example_gen.to_serialized_examples(rows)
+  one_by_one = [text_example_gen.to_example(r).SerializeToString() for r in rows]
+  decoder = example_coder.ExamplesToRecordBatchDecoder()
+  assert decoder.DecodeBatch(batch).equals(decoder.DecodeBatch(one_by_one))
+  assert text_example_gen.to_serialized_examples([{}, {'a': None}]) == [b'', b'']
+  with pytest.raises(ValueError, match=r'feature a: values of more than one kind.*float'):
+    text_example_gen.to_serialized_examples([{'a': 1}, {'a': 2.5}])  # Arrow would truncate 2.5
+  with pytest.raises(ValueError, match='feature a: values of more than one kind'):
+    text_example_gen.to_serialized_examples([{'a': 'x'}, {'a': 3}])
+  with pytest.raises(ValueError, match='feature a: unsupported value type object'):
+    text_example_gen.to_serialized_examples([{'a': object()}])
