@@ -9,10 +9,11 @@ objsize's default excludes module globals from the size. It finds them by walkin
 every loaded module on every call: with TensorFlow, TFX and Beam loaded (about 9,700 modules) that
 is about 4 ms per value against 0.04 ms without the walk. On census, py-spy found the walk in 19%
 of the Transform's samples and 4% of the Evaluator's; turning it off took the Transform from 38.3
-to 35.5 s of CPU (three runs each, alternating). `configure()` turns it
-off through objsize's documented `default_settings`. A weight then also counts any module-level
-object the value refers to. The weights only decide evictions from the 100 MB cache, so the cache
-evicts a little earlier; results are unchanged.
+to 35.5 s of CPU (three runs each, alternating).
+
+`configure()` turns the walk off through objsize's documented `default_settings`. A weight then
+also counts any module-level object the value refers to. The weights only decide evictions from
+the 100 MB cache, so the cache evicts a little earlier; results are unchanged.
 """
 
 from __future__ import annotations
