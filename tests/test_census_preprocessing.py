@@ -61,8 +61,8 @@ def test_preprocessing_fn_outputs(adult_lines, tmp_path):
            for k, v in r.items()} for r in rows]
   metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
   with tft_beam.Context(temp_dir=str(tmp_path / 'tmp'), force_tf_compat_v1=False):
-    (transformed, _), transform_fn = ((data, metadata)
-                                      | tft_beam.AnalyzeAndTransformDataset(census.preprocessing_fn))
+    (transformed, _), transform_fn = (
+        (data, metadata) | tft_beam.AnalyzeAndTransformDataset(census.preprocessing_fn))
     _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'transform'))
   assert len(transformed) == len(rows)
   # The approximate vocabularies are exact here: every value, by decreasing frequency, then
