@@ -59,10 +59,10 @@ def test_missing_values_are_missing_features(tmp_path, adult_lines):
   complete = adult_lines['train'][0]
   examples = _run_executor(tmp_path, [missing, complete], [missing], 0.001)
   for split, expected_rows in (('train', 2), ('eval', 1)):
-    records = [e.SerializeToString() for e in _read(examples.uri, split)]
+    written = _read(examples.uri, split)
+    records = [e.SerializeToString() for e in written]
     assert len(records) == expected_rows
-    (row,) = [e for e in _read(examples.uri, split)
-              if e.features.feature['age'].int64_list.value == [54]]
+    (row,) = [e for e in written if e.features.feature['age'].int64_list.value == [54]]
     feature = row.features.feature
     assert all(feature[k].WhichOneof('kind') is None for k in ('workclass', 'occupation')
                if k in feature)
