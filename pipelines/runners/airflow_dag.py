@@ -3,11 +3,14 @@
   pip install 'official-tfx[airflow]'
   export AIRFLOW__CORE__DAGS_FOLDER=$PWD/pipelines/runners
   export OFFICIAL_TFX_MODEL=census OFFICIAL_TFX_FLAGS='--data_root=../shared/data'
+  export AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=300 AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT=330
   airflow db migrate
   airflow dags test census        # or: airflow dags trigger census, with a scheduler running
 
 The DAG id is the model name; it runs when triggered. Airflow parses this file often: the
 dataset's files are resolved (and checked) at every parse, so give a data root or a warm cache.
+A parse imports TensorFlow and TFX's components: 22 s on a 2-core machine, near Airflow's default
+30 s limit for importing a DAG file, hence the raised timeouts above.
 """
 
 from pipelines import engines
