@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_fns import binary_metrics
 from pipelines import spec
 from preprocessing import census
 
@@ -19,10 +20,13 @@ SPEC = spec.register(spec.ModelSpec(
     batch_size=256,
     evaluation=spec.EvalSpec(
         label_key=census.LABEL_KEY,
-        # Calibration as a number (mean prediction / mean label) and its two terms; TFMA's
-        # CalibrationPlot (10,000-bucket histograms per slice) cost ~8 s of the Evaluator here.
-        metrics=('ExampleCount', 'BinaryAccuracy', 'AUC', 'Precision', 'Recall', 'Calibration',
-                 'MeanLabel', 'MeanPrediction'),
+        # Accuracy, precision, recall and calibration (a number, mean prediction / mean label, and
+        # its two terms) derived from the calibration histogram AUC builds, instead of TFMA's two
+        # further per-example combiners (model_fns.binary_metrics: same numbers, about 13 of the
+        # Evaluator's 39 s). TFMA's CalibrationPlot (10,000-bucket plots per slice) cost ~8 s.
+        metrics=('ExampleCount', 'AUC') + binary_metrics.metric_configs(
+            'binary_accuracy', 'precision', 'recall', 'calibration', 'mean_label',
+            'mean_prediction'),
         # The seed's bar: accuracy > 0.83 (official/wide_deep README), and no regression.
         thresholds=(spec.Threshold('binary_accuracy', lower_bound=0.83),),
         slice_features=census.SLICE_FEATURES,

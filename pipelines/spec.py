@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import metric_specs
 from tfx.dsl.components.base import base_component
 
 from components.text_example_gen import DEFAULT_MAX_MALFORMED_FRACTION, TextLineExampleGen
@@ -99,13 +99,13 @@ class EvalSpec:
           change_threshold=change)
     metrics = []
     for metric in self.metrics:
+      config = tfma.MetricConfig()
       if isinstance(metric, str):
-        config, metric_name = tfma.MetricConfig(class_name=metric), _metric_name(metric)
+        config.class_name = metric
       else:
-        config = tfma.MetricConfig()
         config.CopyFrom(metric)
-        metric_name = (json.loads(config.config or '{}').get('name')
-                       or _metric_name(config.class_name))
+      # The name TFMA gives the metric's results (its class's default unless the config names it).
+      metric_name = metric_specs.metric_instance(config).name
       if metric_name in thresholds:  # The bar holds for the overall slice, not for each slice.
         config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
                                         threshold=thresholds.pop(metric_name))
@@ -139,19 +139,6 @@ def multiclass_evaluation(label_key: str, thresholds: Tuple[Threshold, ...],
                        **({'top5_accuracy': 'sparse_top_k_categorical_accuracy'} if top5 else {}),
                        'log_loss': 'sparse_categorical_crossentropy',
                        'example_count': 'example_count'})
-
-
-def _metric_name(class_name: str) -> str:
-  """TFMA's default metric name for a metric class: BinaryAccuracy -> binary_accuracy, AUC -> auc."""
-  special = {'AUC': 'auc', 'AUCPrecisionRecall': 'auc_precision_recall'}
-  if class_name in special:
-    return special[class_name]
-  out = ''
-  for i, ch in enumerate(class_name):
-    if ch.isupper() and i and not class_name[i - 1].isupper():
-      out += '_'
-    out += ch.lower()
-  return out
 
 
 @dataclasses.dataclass(frozen=True)

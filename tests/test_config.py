@@ -47,13 +47,15 @@ def test_census_eval_config_blesses_on_the_overall_slice_only():
   assert config.model_specs[0].model_type == 'tf_generic'
   assert [list(s.feature_keys) for s in config.slicing_specs] == [[], ['sex'], ['race']]
   metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
-  accuracy = metrics['BinaryAccuracy']
+  accuracy = metrics['HistogramBinaryAccuracy']  # model_fns.binary_metrics, named binary_accuracy
   assert not accuracy.HasField('threshold')
   (per_slice,) = accuracy.per_slice_thresholds
   assert [list(s.feature_keys) for s in per_slice.slicing_specs] == [[]]
   assert per_slice.threshold.value_threshold.lower_bound.value == 0.83
   assert per_slice.threshold.change_threshold.absolute.value < 0  # no regression, tiny slack
-  assert {'AUC', 'Precision', 'Recall', 'Calibration'} <= set(metrics)
+  assert {'AUC', 'HistogramPrecision', 'HistogramRecall', 'HistogramCalibration'} <= set(metrics)
+  assert {m.module for m in metrics.values() if m.class_name.startswith('Histogram')} == {
+      'model_fns.binary_metrics'}
 
 
 def test_a_threshold_on_a_metric_not_computed_is_an_error():
@@ -73,6 +75,16 @@ def test_hyperparameters_and_model_types_are_checked():
     factory.trainer_config(census, factory.RunConfig(output_dir='/tmp/x', model_type='linear'))
   config = factory.trainer_config(census, factory.RunConfig(output_dir='/tmp/x'))
   assert (config.model_type, config.batch_size) == ('wide_deep', 256)
+
+
+def test_census_learning_rate_decays_to_zero_over_the_runs_steps():
+  task = CensusTask()
+  task.train_steps = 2000  # as run_fn sets it before compile
+  schedule = task.build_optimizer(task.hparams({'learning_rate': 0.002})).get_config()[
+      'learning_rate']
+  assert schedule['class_name'] == 'CosineDecay'
+  assert schedule['config']['initial_learning_rate'] == 0.002
+  assert schedule['config']['decay_steps'] == 2000 and schedule['config']['alpha'] == 0.0
 
 
 def test_cli_rejects_an_unknown_model_with_the_known_ones():

@@ -1,0 +1,208 @@
+"""Binary classification metrics that TFMA derives from the calibration histogram AUC already builds.
+
+TFMA's `AUC` accumulates one calibration histogram per slice: 10,000 equal buckets of the predicted
+probability, each with its example count, label sum and prediction sum
+(`tfma.metrics.calibration_histogram`). TFMA's own `BinaryAccuracy`, `Precision` and `Recall` at
+0.5 add a second per-example combiner (a confusion matrix), and `Calibration`, `MeanLabel` and
+`MeanPrediction` a third. The classes here compute the same numbers from AUC's histogram instead:
+TFMA runs the histogram's combiner once for every metric that asks for it (same key), and each
+metric is a derived computation over the finished histogram. Without AUC they still share one
+histogram, so any set of them costs one combiner. On census (16,281 rows, 8 slices), the
+two extra combiners cost about 13 of the Evaluator's 39 s.
+
+The numbers equal TFMA's own metrics (tested against them), with one boundary difference: a
+prediction exactly equal to the threshold counts as positive here (the histogram buckets are
+closed on the left), and as negative in TFMA's confusion matrices (`prediction > threshold`).
+
+EvalConfig use: `metric_configs('binary_accuracy', 'precision')` beside TFMA's `AUC`, or
+`tfma.MetricConfig(class_name='HistogramBinaryAccuracy', module='model_fns.binary_metrics')`. The
+default names are TFMA's (`binary_accuracy`, `precision`, `recall`, `f1_score`, `calibration`,
+`mean_label`, `mean_prediction`), so thresholds and result readers name them as they would TFMA's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import calibration_histogram, metric_types, metric_util
+
+Histogram = calibration_histogram.Histogram
+NUM_BUCKETS = calibration_histogram.DEFAULT_NUM_BUCKETS  # the histogram AUC's default uses
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+  """numerator / denominator, NaN for a zero denominator (as TFMA reports an empty ratio)."""
+  return numerator / denominator if denominator > 0 else float('nan')
+
+
+def _split_at(histogram: Histogram, threshold: float):
+  """(below, at_or_above): the histogram's totals under `threshold` and from it on."""
+  below, above = calibration_histogram.rebin([float('-inf'), threshold], histogram, NUM_BUCKETS)
+  return below, above
+
+
+def _accuracy(histogram: Histogram, threshold: float) -> float:
+  below, above = _split_at(histogram, threshold)
+  true_negatives = below.weighted_examples - below.weighted_labels
+  return _ratio(above.weighted_labels + true_negatives,
+                below.weighted_examples + above.weighted_examples)
+
+
+def _precision(histogram: Histogram, threshold: float) -> float:
+  _, above = _split_at(histogram, threshold)
+  return _ratio(above.weighted_labels, above.weighted_examples)
+
+
+def _recall(histogram: Histogram, threshold: float) -> float:
+  below, above = _split_at(histogram, threshold)
+  return _ratio(above.weighted_labels, above.weighted_labels + below.weighted_labels)
+
+
+def _f1_score(histogram: Histogram, threshold: float) -> float:
+  below, above = _split_at(histogram, threshold)
+  true_positives = above.weighted_labels
+  return _ratio(2 * true_positives, above.weighted_examples + true_positives
+                + below.weighted_labels)
+
+
+def _totals(histogram: Histogram):
+  return (sum(b.weighted_labels for b in histogram), sum(b.weighted_predictions for b in histogram),
+          sum(b.weighted_examples for b in histogram))
+
+
+def _calibration(histogram: Histogram, threshold: float) -> float:
+  del threshold
+  labels, predictions, _ = _totals(histogram)
+  return _ratio(predictions, labels)
+
+
+def _mean_label(histogram: Histogram, threshold: float) -> float:
+  del threshold
+  labels, _, examples = _totals(histogram)
+  return _ratio(labels, examples)
+
+
+def _mean_prediction(histogram: Histogram, threshold: float) -> float:
+  del threshold
+  _, predictions, examples = _totals(histogram)
+  return _ratio(predictions, examples)
+
+
+_STATISTICS: Dict[str, Callable[[Histogram, float], float]] = {
+    'binary_accuracy': _accuracy, 'precision': _precision, 'recall': _recall,
+    'f1_score': _f1_score, 'calibration': _calibration, 'mean_label': _mean_label, 'mean_prediction': _mean_prediction,
+}
+
+
+def _computations(name: str, statistic: str, threshold: float,
+                  eval_config=None, model_name: str = '', output_name: str = '',
+                  sub_key: Optional[metric_types.SubKey] = None, aggregation_type=None,
+                  class_weights: Optional[Dict[int, float]] = None,
+                  example_weighted: bool = False) -> metric_types.MetricComputations:
+  """AUC's calibration histogram (deduplicated by TFMA) and `statistic` derived from it."""
+  key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
+                               sub_key=sub_key, example_weighted=example_weighted)
+  computations = calibration_histogram.calibration_histogram(
+      eval_config=eval_config, model_name=model_name, output_name=output_name, sub_key=sub_key,
+      aggregation_type=aggregation_type, class_weights=class_weights,
+      example_weighted=example_weighted)
+  histogram_key = computations[-1].keys[-1]
+  compute = _STATISTICS[statistic]
+
+  def result(metrics: Dict[Any, Histogram]) -> Dict[metric_types.MetricKey, float]:
+    return {key: compute(metrics[histogram_key], threshold)}
+
+  computations.append(metric_types.DerivedMetricComputation(keys=[key], result=result))
+  return computations
+
+
+class _HistogramMetric(metric_types.Metric):
+  """A float statistic of AUC's calibration histogram, per slice (see the module docstring)."""
+
+  statistic = ''
+
+  def __init__(self, name: Optional[str] = None, threshold: float = 0.5):
+    """
+    Args:
+      name: the metric's name; default TFMA's name for the same metric.
+      threshold: the decision threshold on the predicted probability, for the confusion-matrix
+        statistics. It must fall on a histogram bucket boundary (a multiple of 1 / 10,000).
+
+    Raises:
+      ValueError: `threshold` is not in (0, 1) or not on a bucket boundary.
+    """
+    buckets = threshold * NUM_BUCKETS
+    if not 0 < threshold < 1 or not math.isclose(buckets, round(buckets), abs_tol=1e-6):
+      raise ValueError(f'{type(self).__name__}: threshold must be in (0, 1) and a multiple of '
+                       f'1/{NUM_BUCKETS} (a histogram bucket boundary), got {threshold!r}')
+    super().__init__(metric_util.merge_per_key_computations(_computations),
+                     name=name or self.statistic, statistic=self.statistic, threshold=threshold)
+
+  def get_config(self) -> Dict[str, Any]:
+    return {'name': self.name, 'threshold': self.kwargs['threshold']}
+
+
+class HistogramBinaryAccuracy(_HistogramMetric):
+  """Fraction of examples whose prediction is on the label's side of the threshold (float)."""
+  statistic = 'binary_accuracy'
+
+
+class HistogramPrecision(_HistogramMetric):
+  """Positives among the predictions at or above the threshold (float; NaN with none)."""
+  statistic = 'precision'
+
+
+class HistogramRecall(_HistogramMetric):
+  """Predictions at or above the threshold among the positives (float; NaN with no positive)."""
+  statistic = 'recall'
+
+
+class HistogramF1Score(_HistogramMetric):
+  """Harmonic mean of precision and recall, 2 TP / (2 TP + FP + FN) (float; NaN with neither a
+  positive prediction nor a positive label)."""
+  statistic = 'f1_score'
+
+
+class HistogramCalibration(_HistogramMetric):
+  """Sum of predictions / sum of labels (float; 1 is calibrated on the slice; NaN with no
+  positive)."""
+  statistic = 'calibration'
+
+
+class HistogramMeanLabel(_HistogramMetric):
+  """Mean label (float): the slice's positive rate."""
+  statistic = 'mean_label'
+
+
+class HistogramMeanPrediction(_HistogramMetric):
+  """Mean predicted probability (float)."""
+  statistic = 'mean_prediction'
+
+
+CLASSES = {cls.statistic: cls for cls in (
+    HistogramBinaryAccuracy, HistogramPrecision, HistogramRecall, HistogramF1Score,
+    HistogramCalibration, HistogramMeanLabel, HistogramMeanPrediction)}
+for _cls in CLASSES.values():
+  metric_types.register_metric(_cls)
+
+
+def metric_configs(*names: str) -> Tuple[tfma.MetricConfig, ...]:
+  """EvalConfig entries for this module's metrics, by TFMA name.
+
+  Args:
+    names: some of 'binary_accuracy', 'precision', 'recall', 'f1_score', 'calibration',
+      'mean_label', 'mean_prediction'.
+
+  Returns:
+    One `tfma.MetricConfig` per name (class and module; threshold 0.5), in order.
+
+  Raises:
+    ValueError: an unknown name.
+  """
+  unknown = sorted(set(names) - set(CLASSES))
+  if unknown:
+    raise ValueError(f'no histogram metric named {unknown}; known: {sorted(CLASSES)}')
+  return tuple(tfma.MetricConfig(class_name=CLASSES[name].__name__, module=__name__)
+               for name in names)
