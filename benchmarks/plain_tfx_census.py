@@ -8,7 +8,9 @@ Trainer with a `module_file` (benchmarks/plain_tfx_census_module.py: z-scores, v
 100-75-50-25 DNN with embeddings, 2,000 steps of 256), Evaluator with BinaryAccuracy >= 0.8, and a
 filesystem Pusher.
 
-  .venv/bin/python benchmarks/plain_tfx_census.py --data_root=../shared/data
+  .venv/bin/python benchmarks/plain_tfx_census.py --data_root=../shared/data [--json=FILE]
+
+`benchmarks/census.py --plain_tfx` runs this first and compares the two.
 """
 
 import time
@@ -17,6 +19,7 @@ PROCESS_START = time.time()
 
 import csv  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gzip
+import json
 import os
 import shutil
 import tempfile
@@ -35,6 +38,7 @@ from preprocessing import census, datasets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data_root', None, 'Data root (default $OFFICIAL_TFX_DATA_ROOT).')
+flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
 MODULE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            'plain_tfx_census_module.py')
 
@@ -100,12 +104,19 @@ def main(_):
                                  {'accuracy': 'binary_accuracy'})
   finally:
     shutil.rmtree(work, ignore_errors=True)
+  process = time.time() - PROCESS_START
   print('plain TFX census (penguin-style), 2000 steps x 256')
   for stage in summary['stages']:
     print(f'{stage["name"]:32s} {stage["seconds"]:8.1f}')
   print(f'{"pipeline (LocalDagRunner)":32s} {wall:8.1f}')
-  print(f'{"whole process, imports included":32s} {time.time() - PROCESS_START:8.1f}')
+  print(f'{"whole process, imports included":32s} {process:8.1f}')
   print(f'accuracy {summary["metrics"]["accuracy"]:.4f}, blessed {summary["blessed"]}')
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
+      json.dump({'stages': {s['name']: s['seconds'] for s in summary['stages']},
+                 'pipeline_seconds': round(wall, 1), 'process_seconds': round(process, 1),
+                 'accuracy': summary['metrics']['accuracy'], 'blessed': summary['blessed']},
+                f, indent=2)
 
 
 if __name__ == '__main__':
