@@ -1,4 +1,4 @@
-"""Binary classification metrics that TFMA derives from the calibration histogram AUC already builds.
+"""Binary classification metrics derived from the calibration histogram that TFMA's AUC builds.
 
 TFMA's `AUC` accumulates one calibration histogram per slice: 10,000 equal buckets of the predicted
 probability, each with its example count, label sum and prediction sum
@@ -92,7 +92,8 @@ def _mean_prediction(histogram: Histogram, threshold: float) -> float:
 
 _STATISTICS: Dict[str, Callable[[Histogram, float], float]] = {
     'binary_accuracy': _accuracy, 'precision': _precision, 'recall': _recall,
-    'f1_score': _f1_score, 'calibration': _calibration, 'mean_label': _mean_label, 'mean_prediction': _mean_prediction,
+    'f1_score': _f1_score, 'calibration': _calibration, 'mean_label': _mean_label,
+    'mean_prediction': _mean_prediction,
 }
 
 

@@ -15,12 +15,13 @@ PAIRS = {'HistogramBinaryAccuracy': 'BinaryAccuracy', 'HistogramPrecision': 'Pre
          'HistogramMeanLabel': 'MeanLabel', 'HistogramMeanPrediction': 'MeanPrediction'}
 
 
-def _frame(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+def _frame(threshold: float, rows: int = 3000, seed: int = 0) -> pd.DataFrame:
   """Labels that depend on the prediction, three groups of different sizes, and one group
-  ('empty') where every prediction is below 0.5 and every label 0."""
+  ('empty') where every prediction is 0.1 and every label 0."""
   rng = np.random.default_rng(seed)
   prediction = rng.uniform(0, 1, rows).astype(np.float32)
-  prediction[prediction == 0.5] = 0.25  # the one boundary where the two definitions differ
+  # A prediction equal to the threshold is the one case where the two definitions differ.
+  prediction[prediction == np.float32(threshold)] = threshold / 2
   label = (rng.uniform(0, 1, rows) < prediction).astype(np.int64)
   group = rng.choice(np.array(['a', 'b', 'c'], dtype=object), rows, p=[0.6, 0.3, 0.1])
   group[:40], prediction[:40], label[:40] = 'empty', 0.1, 0
@@ -52,7 +53,8 @@ def test_histogram_metrics_equal_tfmas_own_on_every_slice(tmp_path):
             tfma.MetricConfig(class_name='F1Score', config=f'{{"thresholds": [{threshold}]}}'),
             tfma.MetricConfig(class_name='Calibration'), tfma.MetricConfig(class_name='MeanLabel'),
             tfma.MetricConfig(class_name='MeanPrediction')]
-  values = _analyze(_frame(), ours + theirs + [tfma.MetricConfig(class_name='AUC')], tmp_path)
+  values = _analyze(_frame(threshold), ours + theirs + [tfma.MetricConfig(class_name='AUC')],
+                    tmp_path)
 
   slices = {s for s, _ in values}
   assert slices == {(), (('group', 'a'),), (('group', 'b'),), (('group', 'c'),),

@@ -102,7 +102,7 @@ def test_airflow_runs_the_census_dag_and_pushes_a_blessed_model(tmp_path, data_r
   env.update(AIRFLOW_HOME=str(tmp_path / 'airflow'),
              AIRFLOW__CORE__DAGS_FOLDER=RUNNERS,
              AIRFLOW__CORE__LOAD_EXAMPLES='False',
-             # A parse imports TF and TFX's components (~22 s here; Airflow's default limit is 30 s).
+             # A parse imports TF and TFX's components: ~22 s here, Airflow's default limit 30 s.
              AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT='300',
              AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f'sqlite:///{tmp_path}/airflow/airflow.db')
   _run(['airflow', 'db', 'migrate'], env, tmp_path)
