@@ -107,8 +107,7 @@ def run_plain_tfx():
 
 def compare_with_plain_tfx(ours, plain):
   """Prints our first run beside the plain-TFX run of the same sitting; returns the ratios."""
-  theirs = {('ExampleGen' if k.endswith('ExampleGen') else k): v
-            for k, v in plain['stages'].items()}
+  theirs = common.stage_seconds(plain)
   print(f'\nsame sitting, back to back: ours ({FLAGS.model_type}) and plain TFX')
   common.print_stages({k: v for k, v in ours['stages'].items() if k in theirs}, theirs,
                       'plain TFX')

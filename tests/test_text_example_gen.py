@@ -6,6 +6,7 @@ import os
 
 import pytest
 import tensorflow as tf
+from tfx_bsl.coders import example_coder
 
 from components import text_example_gen
 from tests import helpers
@@ -53,7 +54,6 @@ def test_writes_typed_examples_and_reports_malformed_rows(tmp_path, adult_lines)
 def test_missing_values_are_missing_features(tmp_path, adult_lines):
   """A `?` is a feature without values: absent, or empty where other rows of its batch have one,
   and read as missing by TFX's decoder and by tf.io.parse_example."""
-  from tfx_bsl.coders import example_coder
   missing = ('54, ?, 180211, Some-college, 10, Married-civ-spouse, ?, Husband, Asian-Pac-Islander, '
              'Male, 0, 0, 60, South, >50K')
   complete = adult_lines['train'][0]
@@ -88,7 +88,6 @@ def test_fails_over_the_threshold_naming_file_and_lines(tmp_path, adult_lines):
 
 
 def test_batch_encoding_decodes_like_to_example_and_rejects_mixed_kinds():
-  from tfx_bsl.coders import example_coder
   rows = [{'i': 1, 's': 'é', 'f': [1.5, 2.0], 'b': b'\x00\xff', 'flag': True, 'none': None},
           {'i': None, 's': 'x', 'f': [], 'b': b'z', 'flag': False, 'none': None},
           {'i': [3, 4], 's': ['a', 'b'], 'f': 0.25, 'b': None, 'flag': True}]
