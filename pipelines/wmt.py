@@ -46,19 +46,18 @@ SPEC = spec.register(spec.ModelSpec(
     # The CPU budget of benchmarks/wmt.py (see README): the seed trains base for 100,000 steps
     # of 4,096 tokens on each of 8 GPUs (design.md); `--model_type=base --batch_size=4096
     # --train_steps=100000` is that recipe on one device.
-    train_steps=2400,
+    train_steps=8000,
     batch_size=2048,  # tokens per batch (the seed's convention for this model)
     evaluation=spec.EvalSpec(
         label_key=wmt.TARGET_KEY,
         prediction_key='outputs',
         metrics=('ExampleCount', _bleu('bleu', False), _bleu('bleu_uncased', True)),
-        # Bar: 1 uncased BLEU on newstest2014, below the 2.27 the default CPU budget measured
-        # (benchmarks/wmt.py: 2,400 steps of 2,048 tokens, 38 min of `fit` on 2 cores, about
-        # two thirds of an epoch of wmt32k). The issue's aim of 5 within an hour is not reached
-        # at that budget; the seed's base model reaches 27.3-27.7 (design.md): raise the bar with
-        # the budget. No regression check: a run is compared with the bar, not with runs of
-        # another budget.
-        thresholds=(spec.Threshold('bleu_uncased', lower_bound=1.0, no_regression=False),),
+        # Bar: 5 uncased BLEU on newstest2014, the issue's aim, under the 8.20 the default CPU
+        # budget measured (benchmarks/wmt.py: 8,000 steps of 2,048 tokens, 38 min of Trainer and
+        # 42 min of pipeline on 2 cores, a little over two epochs of wmt32k); the seed's base model
+        # reaches 27.3-27.7 (design.md): raise the bar with the budget. No regression check: a run
+        # is compared with the bar, not with runs of another budget.
+        thresholds=(spec.Threshold('bleu_uncased', lower_bound=5.0, no_regression=False),),
         summary_metrics={'bleu': 'bleu', 'bleu_uncased': 'bleu_uncased',
                          'example_count': 'example_count'}),
     description='the seed\'s Transformer, English -> German, BLEU on newstest2014',
