@@ -46,8 +46,9 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
-                                      custom_config, example_gen_config, split_row_range)
+from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      add_split_check, custom_config, display_pattern,
+                                      example_gen_config, match_paths, split_row_range)
 from components.text_example_gen import to_example
 
 IMAGES_MAGIC = 0x00000803  # uint8 data, 3 dimensions (count, rows, columns)
@@ -213,10 +214,11 @@ def _IdxToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spli
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   pattern = os.path.join(input_base, split_pattern)
   split = split or split_pattern
-  paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+  paths = match_paths(pattern)
   if len(paths) != 1:
-    raise FileNotFoundError(f'split {split!r}: {pattern} must match one IDX images file, '
-                            f'matches {len(paths)}: {", ".join(paths)}')
+    raise FileNotFoundError(f'split {split!r}: {display_pattern(pattern)} must match one IDX '
+                            f'images file, matches {len(paths)}'
+                            + (f': {", ".join(paths)}' if paths else ''))
   files = (paths[0], labels_path(paths[0]))
   first_row, num_rows = split_row_range(config, split)
   read_idx_pair(*files, first_row, num_rows)  # fail fast, before any Beam work
@@ -228,7 +230,7 @@ def _IdxToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spli
              | 'Spread' >> beam.Reshuffle()
              | 'Encode' >> beam.ParDo(_EncodeRecords(
                  int(config.get('num_classes', DEFAULT_NUM_CLASSES)))).with_outputs(
-                     MALFORMED, VALID, main='examples'))
+                     MALFORMED, VALID, NOTICE, main='examples'))
   add_split_check(pipeline, encoded, exec_properties, split, source=files[0], files=files,
                   row_range=(first_row, num_rows), unit='record')
   return encoded.examples

@@ -27,6 +27,10 @@ reported by file name like TextLineExampleGen's malformed rows (`malformed_rows-
 the Examples artifact, custom properties `valid_rows_<split>` and `malformed_rows_<split>`), and
 the run fails when more than `max_malformed_fraction` of a split is malformed. A label outside
 0..num_classes-1 in the python batches is malformed too, reported by member and record index.
+A labels file may start with a UTF-8 byte-order mark (stripped, a notice in the split's report);
+a labels file that is not UTF-8, or has a blank line before its last name, stops the run naming
+the file and line. Folder and archive names are taken literally (glob characters escaped by
+pipelines.factory).
 
 Folder listing is done in the Beam workers, one class folder per element, so that the pipeline
 graph stays small for ImageNet's 1.28 million files; the graph builder only lists the subfolders
@@ -36,6 +40,7 @@ across the split's members in archive order); an image folder is read whole.
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import io
 import os
@@ -56,8 +61,10 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
-                                      custom_config, example_gen_config, split_row_range)
+from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      add_split_check, custom_config, escape_glob,
+                                      example_gen_config, literal_path, match_paths,
+                                      split_row_range)
 from components.text_example_gen import to_example
 
 CHUNK_RECORDS = 1000
@@ -76,8 +83,7 @@ def _join(base: str, *parts: str) -> str:
 
 def _listdir(folder: str) -> List[str]:
   """Paths of the entries directly under `folder`, sorted (files and, locally, folders)."""
-  pattern = _join(folder, '*')
-  return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+  return match_paths(_join(escape_glob(folder), '*'))
 
 
 def _parent(path: str) -> str:
@@ -87,13 +93,14 @@ def _parent(path: str) -> str:
 
 def _has_subfolders(folder: str) -> bool:
   """Whether `folder` holds files one level down (class folders)."""
-  return bool(FileSystems.match([_join(folder, '*', '*')], limits=[1])[0].metadata_list)
+  return bool(FileSystems.match([_join(escape_glob(folder), '*', '*')],
+                               limits=[1])[0].metadata_list)
 
 
 def _is_folder(path: str) -> bool:
   if '://' not in path:
     return os.path.isdir(path)
-  return bool(FileSystems.match([_join(path, '*')], limits=[1])[0].metadata_list)
+  return bool(FileSystems.match([_join(escape_glob(path), '*')], limits=[1])[0].metadata_list)
 
 
 def _class_folders(folder: str, class_names: Sequence[str]) -> List[Tuple[str, int]]:
@@ -103,9 +110,8 @@ def _class_folders(folder: str, class_names: Sequence[str]) -> List[Tuple[str, i
     ImageDataError: no class subfolder, or a subfolder that is not one of `class_names`.
   """
   index = {name: i for i, name in enumerate(class_names)}
-  subfolders = sorted({posixpath.dirname(m.path) if '://' in m.path else os.path.dirname(m.path)
-                       for r in FileSystems.match([_join(folder, '*', '*')])
-                       for m in r.metadata_list})
+  subfolders = sorted({posixpath.dirname(path) if '://' in path else os.path.dirname(path)
+                       for path in match_paths(_join(escape_glob(folder), '*', '*'))})
   unknown = [path for path in subfolders if os.path.basename(path.rstrip('/')) not in index]
   if unknown:
     raise ImageDataError(
@@ -118,17 +124,45 @@ def _class_folders(folder: str, class_names: Sequence[str]) -> List[Tuple[str, i
   return [(path, index[os.path.basename(path.rstrip('/'))]) for path in subfolders]
 
 
+def read_label_names(labels_file: str) -> Tuple[List[str], bool]:
+  """(class names, one per line, stripped; whether a UTF-8 byte-order mark was stripped) of a
+  labels file. Blank lines at the end are ignored.
+
+  Raises:
+    ImageDataError: the file is not UTF-8, or has a blank line before its last name (it would
+      shift every label after it), naming the file and line.
+  """
+  with FileSystems.open(labels_file) as f:
+    data = f.read()
+  bom = data.startswith(codecs.BOM_UTF8)
+  lines = data[len(codecs.BOM_UTF8) if bom else 0:].split(b'\n')
+  names = []
+  for number, raw in enumerate(lines, start=1):
+    try:
+      names.append(raw.decode('utf-8').strip())
+    except UnicodeDecodeError as e:
+      raise ImageDataError(f'{labels_file}:{number}: not UTF-8 (byte 0x{raw[e.start]:02x} at '
+                           f'column {e.start + 1}); a labels file holds one class name a line, '
+                           'in UTF-8') from None
+  while names and not names[-1]:
+    names.pop()
+  if '' in names:
+    raise ImageDataError(f'{labels_file}:{names.index("") + 1}: blank line; a labels file holds '
+                         'one class name a line for every image, in sorted file order')
+  return names, bom
+
+
 def labelled_files(folder: str, labels_file: str,
                    class_names: Sequence[str]) -> List[Tuple[str, int]]:
   """(image path, label) of a flat image folder labelled by a file of class names, one per line,
   for the images in sorted file-name order (ImageNet's `synset_labels.txt`).
 
   Raises:
-    ImageDataError: an unknown class name (with its line number), or as many labels as images.
+    ImageDataError: an unknown class name (with its line number), as many labels as images, or
+      a labels file that `read_label_names` rejects.
   """
   index = {name: i for i, name in enumerate(class_names)}
-  with FileSystems.open(labels_file) as f:
-    names = [line.strip() for line in io.TextIOWrapper(f, encoding='utf-8') if line.strip()]
+  names, _ = read_label_names(labels_file)
   images = [path for path in _listdir(folder) if not _is_folder(path)]
   if len(images) != len(names):
     raise ImageDataError(f'{labels_file} has {len(names)} labels but {folder} holds '
@@ -298,9 +332,11 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
   config = custom_config(exec_properties)
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   split = split or split_pattern
-  path = _join(input_base, split_pattern)
+  # A folder or an archive is one path: the pattern is its name, glob characters escaped.
+  path = _join(input_base, literal_path(split_pattern) or split_pattern)
   class_names = list(config['class_names'])
   first_row, num_rows = split_row_range(config, split)
+  known_notices = []
   labels_file = (config.get('labels_files') or {}).get(split)
   if labels_file and not is_archive(split_pattern) and _has_subfolders(path):
     labels_file = None  # class folders: the labels file is for the flat layout only
@@ -323,7 +359,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
                | 'ReadChunks' >> beam.FlatMap(_cifar_chunks)
                | 'Spread' >> beam.Reshuffle()
                | 'Encode' >> beam.ParDo(_EncodeCifarRecords(len(class_names))).with_outputs(
-                   MALFORMED, VALID, main='examples'))
+                   MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'record', [path]
   else:
     if (first_row, num_rows) != (0, None):
@@ -333,6 +369,9 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
       labelled = labelled_files(path, labels_file, class_names)
       logging.info('Split %s: %d images in %s, labels from %s', split, len(labelled), path,
                    labels_file)
+      if read_label_names(labels_file)[1]:
+        known_notices.append((labels_file, 0, 'UTF-8 byte-order mark (BOM) stripped at the '
+                              f'start of {labels_file}'))
       files_with_labels = pipeline | 'Folder' >> beam.Create([path]) | 'List' >> beam.FlatMap(
           lambda folder: labelled_files(folder, labels_file, class_names))
     else:
@@ -343,10 +382,10 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
     decoded = (files_with_labels
                | 'Spread' >> beam.Reshuffle()
                | 'Decode' >> beam.ParDo(_DecodeImageFiles()).with_outputs(
-                   MALFORMED, VALID, main='examples'))
+                   MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'file', [path] + ([labels_file] if labels_file else [])
   add_split_check(pipeline, decoded, exec_properties, split, source=path, files=files,
-                  row_range=(first_row, num_rows), unit=unit)
+                  row_range=(first_row, num_rows), unit=unit, known_notices=known_notices)
   return decoded.examples
 
 

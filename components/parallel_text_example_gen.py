@@ -15,8 +15,10 @@ Each split's pattern (relative to `input_base`) names one of:
   like any other corpus.
 
 Every pair becomes a tf.Example with `inputs` (the source sentence, UTF-8 bytes) and `targets` (its
-translation), T2T's feature names. A pair with an empty side, or a line that is not UTF-8, is a
-malformed row, reported with its file and line number (record index for TFRecords) like
+translation), T2T's feature names. A UTF-8 byte-order mark at the start of either file is stripped
+(a notice in the split's report). A pair with an empty side, or a line that is not UTF-8, is a
+malformed row, reported with the file of the side at fault and its line number (record index for
+TFRecords) like
 TextLineExampleGen's malformed rows (`malformed_rows-<split>.json` in the Examples artifact, custom
 properties `valid_rows_<split>` and `malformed_rows_<split>`); the run fails when more than
 `max_malformed_fraction` of a split is malformed. Row ranges (first line, number of lines) apply to
@@ -28,6 +30,7 @@ spread over the workers in chunks; the shards of a TFRecord folder are read in p
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -42,8 +45,10 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
-from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
-                                      custom_config, example_gen_config, split_row_range)
+from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      add_split_check, custom_config, escape_glob,
+                                      example_gen_config, literal_path, match_paths,
+                                      split_row_range)
 from components.text_example_gen import to_example
 
 SOURCE_KEY = 'inputs'
@@ -98,42 +103,62 @@ def read_pair(source: str, target: str) -> Tuple[List[bytes], List[bytes]]:
   return source_lines, target_lines
 
 
+def _strip_bom(lines: List[bytes]) -> bool:
+  """Strips a UTF-8 byte-order mark from the first line, in place; whether there was one."""
+  if lines and lines[0].startswith(codecs.BOM_UTF8):
+    lines[0] = lines[0][len(codecs.BOM_UTF8):]
+    return True
+  return False
+
+
 def _pair_chunks(element: Tuple[str, str, int, Optional[int]]
-                 ) -> Iterable[Tuple[str, int, List[Tuple[bytes, bytes]]]]:
-  """(source file, first line number, [(source line, target line)]) chunks of the row range."""
+                 ) -> Iterable[Tuple[str, str, int, List[Tuple[bytes, bytes]],
+                                     List[Tuple[str, int, str]]]]:
+  """(source file, target file, first line number, [(source line, target line)], notices)
+  chunks of the row range; the first chunk carries the notices of the BOMs stripped."""
   source, target, first_row, num_rows = element
   source_lines, target_lines = read_pair(source, target)
+  notices = [(path, 0, f'UTF-8 byte-order mark (BOM) stripped at the start of {path}')
+             for path, lines in ((source, source_lines), (target, target_lines))
+             if _strip_bom(lines) and first_row == 0]
   end = len(source_lines) if num_rows is None else min(first_row + num_rows, len(source_lines))
   for start in range(first_row, end, CHUNK_LINES):
     stop = min(start + CHUNK_LINES, end)
-    yield source, start + 1, list(zip(source_lines[start:stop], target_lines[start:stop]))
+    yield (source, target, start + 1, list(zip(source_lines[start:stop], target_lines[start:stop])),
+           notices if start == first_row else [])
 
 
-def _check_pair(source: bytes, target: bytes) -> Tuple[Optional[Dict[str, str]], str]:
-  """({inputs, targets}, '') for a good pair, else (None, why it is malformed)."""
+def _check_pair(source: bytes, target: bytes) -> Tuple[Optional[Dict[str, str]], str, str]:
+  """({inputs, targets}, '', '') for a good pair, else (None, the side at fault: `source` or
+  `target`, why the pair is malformed)."""
   texts = []
   for side, raw in (('source', source), ('target', target)):
     try:
       text = raw.decode('utf-8').strip()
     except UnicodeDecodeError as e:
-      return None, f'the {side} line is not UTF-8 ({e.reason} at byte {e.start})'
+      return None, side, (f'the {side} line is not UTF-8 (byte 0x{raw[e.start]:02x} at column '
+                          f'{e.start + 1}: {e.reason})')
     if not text:
-      return None, f'the {side} line is empty'
+      return None, side, f'the {side} line is empty'
     texts.append(text)
-  return {SOURCE_KEY: texts[0], TARGET_KEY: texts[1]}, ''
+  return {SOURCE_KEY: texts[0], TARGET_KEY: texts[1]}, '', ''
 
 
 class _EncodePairs(beam.DoFn):
-  """(file, first line, pairs) chunk -> tf.Examples; MALFORMED (file, line, reason, text) per bad
-  pair, and VALID the chunk's count of good pairs."""
+  """(source file, target file, first line, pairs, notices) chunk -> tf.Examples; MALFORMED
+  (file of the side at fault, line, reason, both lines) per bad pair, VALID the chunk's count of
+  good pairs, NOTICE the chunk's notices."""
 
   def process(self, element):
-    path, first_line, pairs = element
+    source_path, target_path_, first_line, pairs, notices = element
+    for notice in notices:
+      yield beam.pvalue.TaggedOutput(NOTICE, notice)
     valid = 0
     for offset, (source, target) in enumerate(pairs):
-      row, reason = _check_pair(source, target)
+      row, side, reason = _check_pair(source, target)
       if row is None:
         text = source.decode('utf-8', 'replace') + ' ||| ' + target.decode('utf-8', 'replace')
+        path = source_path if side == 'source' else target_path_
         yield beam.pvalue.TaggedOutput(MALFORMED, (path, first_line + offset, reason, text))
         continue
       valid += 1
@@ -193,10 +218,8 @@ def subword_folder_files(folder: str, record_glob: str, vocab_glob: str) -> Tupl
   Raises:
     ParallelTextError: no shard matches `record_glob`, or not exactly one file `vocab_glob`.
   """
-  shards = sorted(m.path for r in FileSystems.match([FileSystems.join(folder, record_glob)])
-                  for m in r.metadata_list)
-  vocabs = sorted(m.path for r in FileSystems.match([FileSystems.join(folder, vocab_glob)])
-                  for m in r.metadata_list)
+  shards = match_paths(FileSystems.join(escape_glob(folder), record_glob))
+  vocabs = match_paths(FileSystems.join(escape_glob(folder), vocab_glob))
   if not shards:
     raise ParallelTextError(f'{folder}: no TFRecord shard matches {record_glob!r}')
   if len(vocabs) != 1:
@@ -217,7 +240,8 @@ def _ParallelTextToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, A
   config = custom_config(exec_properties)
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   split = split or split_pattern
-  path = FileSystems.join(input_base, split_pattern)
+  # A file pair or a folder is one path: the pattern is its name, glob characters escaped.
+  path = FileSystems.join(input_base, literal_path(split_pattern) or split_pattern)
   first_row, num_rows = split_row_range(config, split)
   if _is_folder(path):
     if (first_row, num_rows) != (0, None):
@@ -233,7 +257,7 @@ def _ParallelTextToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, A
     decoded = (pipeline
                | 'Shards' >> beam.Create(shards)
                | 'Decode' >> beam.ParDo(_DecodeSubwordShard(vocab_file)).with_outputs(
-                   MALFORMED, VALID, main='examples'))
+                   MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'record', [path]
   else:
     target = target_path(path, config['source_language'], config['target_language'])
@@ -249,7 +273,7 @@ def _ParallelTextToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, A
                | 'ReadChunks' >> beam.FlatMap(_pair_chunks)
                | 'Spread' >> beam.Reshuffle()
                | 'Encode' >> beam.ParDo(_EncodePairs()).with_outputs(
-                   MALFORMED, VALID, main='examples'))
+                   MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'row', [path, target]
   add_split_check(pipeline, decoded, exec_properties, split, source=path, files=files,
                   row_range=(first_row, num_rows), unit=unit)

@@ -1,10 +1,12 @@
 """Malformed input in this project's ExampleGens: counted, reported, and fatal over a threshold.
 
 An ExampleGen's parsing DoFn tags each bad unit of input (a text row, an IDX record) as `MALFORMED`
-with `(file, position, reason, text)`, and emits under `VALID` the number of good units of each
-chunk it parsed. `add_malformed_check` wires the split's check into the Beam pipeline:
-`check_malformed` writes `malformed_rows-<split>.json` into the Examples artifact (counts, fraction,
-the first `MAX_REPORTED` bad units by file and position), logs them, and raises
+with `(file, position, reason, text)`, emits under `VALID` the number of good units of each chunk it
+parsed, and under `NOTICE` `(file, position, sentence)` for what it did to the input without
+failing (a byte-order mark stripped, a header line skipped). `add_malformed_check` wires the
+split's check into the Beam pipeline: `check_malformed` writes `malformed_rows-<split>.json` into
+the Examples artifact (counts, fraction, the first `MAX_REPORTED` bad units by file and position,
+the notices), logs them, and raises
 `MalformedRowsError` when the split has no valid unit or more than `max_malformed_fraction` bad
 ones. After the Beam job, `record_reports` copies each split's counts into the artifact's custom
 properties (`valid_rows_<split>`, `malformed_rows_<split>`, `first_row_<split>`), where the run
@@ -14,6 +16,11 @@ summary reads them.
 split's name (two splits may read different row ranges of one file, so a pattern does not name a
 split) and records the reports after the Beam job.
 
+File names are taken literally where a user gives them: `escape_glob` makes a file name a pattern
+that matches only itself (pipelines.factory.split_patterns), `literal_path` turns such a pattern
+back into the name (for the readers that open a path rather than match a pattern), and
+`match_paths` matches a pattern through Beam's file systems.
+
 `example_gen_config` checks and packs the settings shared by the ExampleGens (row ranges and the
 malformed threshold) into FileBasedExampleGen's `custom_config`; `custom_config` unpacks them.
 """
@@ -22,6 +29,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -35,9 +44,11 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 MAX_REPORTED = 10
+MAX_NOTICES = 20
 REPORT_DIR_KEY = '_malformed_report_dir'  # exec property: the Examples artifact's directory
 MALFORMED = 'malformed'
 VALID = 'valid'
+NOTICE = 'notice'
 _REPORT_PREFIX = 'malformed_rows-'
 
 
@@ -54,10 +65,57 @@ def _describe(unit: str, path: str, position: int, reason: str, text: str) -> st
   return f'{path}: {unit} {position}: {reason}'
 
 
+_GLOB_CHARS = '[*?'
+_ESCAPED = re.compile(r'\[([]*?[])\]')
+
+
+def escape_glob(name: str) -> str:
+  """A file name (or relative path) as a glob pattern that matches only itself: each `[`, `*`
+  and `?` becomes a one-character class (`[[]`, `[*]`, `[?]`), which Beam's FileSystems.match,
+  tf.io.gfile.glob (TFX's input fingerprint) and fnmatch all read as the character. `]` needs no
+  escape outside a class."""
+  return re.sub(r'([*?[])', r'[\1]', name)
+
+
+def literal_path(pattern: str) -> Optional[str]:
+  """The one path `pattern` stands for when its only glob characters are `escape_glob`'s
+  escapes (`a[[]1].txt` -> `a[1].txt`); None when it has a real wildcard (`*`, `?`, `[...]`)."""
+  literal = _ESCAPED.sub('', pattern)
+  if any(c in literal for c in _GLOB_CHARS):
+    return None
+  return _ESCAPED.sub(lambda m: m.group(1), pattern)
+
+
+def display_pattern(pattern: str) -> str:
+  """The pattern as the user should read it: the literal file name when it names one file."""
+  return literal_path(pattern) or pattern
+
+
+def match_paths(pattern: str) -> List[str]:
+  """The sorted paths matching a glob pattern, through Beam's FileSystems (any file system).
+
+  Python's `re` warns about the `[[]` escape in the regular expression Beam builds from the
+  pattern; that warning is silenced here (the escape is meant)."""
+  from apache_beam.io.filesystems import FileSystems  # pylint: disable=import-outside-toplevel
+  with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message='Possible nested set', category=FutureWarning)
+    return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
+def _notice_sentences(notices: Sequence[Tuple[str, int, str]], count: int) -> List[str]:
+  """The report's `notices`: the first sentences by file and position, and the count of the rest."""
+  sentences = [sentence for _, _, sentence in sorted(notices)]
+  if count > len(sentences):
+    sentences.append(f'... and {count - len(sentences)} more notices of the same kinds '
+                     f'({count} in all)')
+  return sentences
+
+
 def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, int, str, str]],
                     split: str, source: str, files: List[str], threshold: float,
                     report_dir: Optional[str], row_range: Tuple[int, Optional[int]],
-                    unit: str = 'row') -> None:
+                    unit: str = 'row', notices: Sequence[Tuple[str, int, str]] = (),
+                    notice_count: Optional[int] = None) -> None:
   """Writes the split's report and raises MalformedRowsError when the split is unusable.
 
   Args:
@@ -70,6 +128,13 @@ def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, in
     row_range: (first row, number of rows or None) the split asked for.
     unit: `row` (text lines; the report gives `line` and `text`), `record` (binary records) or
       `file` (one file per unit, such as an image; the position is not reported).
+    notices: (file, position, sentence) of what was done to the input without failing (BOM
+      stripped, header line skipped); the report's `notices` lists the sentences by file and
+      position. notice_count: how many notices there were in all (default: len(notices)).
+
+  The report (`malformed_rows-<split>.json`) holds split, source, files, first_row, num_rows,
+  valid_rows, malformed_rows, malformed_fraction, max_malformed_fraction, notices (list of
+  str) and first_malformed ([{file, line or record, reason, text}]).
 
   Raises:
     MalformedRowsError: no valid unit, or a malformed fraction above `threshold`; the message
@@ -86,12 +151,16 @@ def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, in
           {'file': p, **({position_key: n} if position_key else {}), 'reason': r,
            **({'text': t[:200]} if unit == 'row' else {})}
           for p, n, r, t in sorted(first)],
+      'notices': _notice_sentences(notices, len(notices) if notice_count is None
+                                   else notice_count),
   }
   if report_dir:
     path = os.path.join(report_dir, f'{_REPORT_PREFIX}{split}.json')
     with tf.io.gfile.GFile(path, 'w') as f:
       json.dump(report, f, indent=2)
   listing = ''.join('\n  ' + _describe(unit, *bad) for bad in sorted(first))
+  for sentence in report['notices']:
+    logging.warning('Split %s: %s', split, sentence)
   if malformed:
     logging.warning('Split %s: %d of %d %ss malformed (%.4f%%); first ones:%s', split, malformed,
                     total, unit, 100 * fraction, listing)
@@ -108,36 +177,53 @@ def check_malformed(_, valid: int, malformed: int, first: Sequence[Tuple[str, in
 
 
 def add_malformed_check(pipeline: beam.Pipeline, valid_counts: beam.PCollection,
-                        malformed: beam.PCollection, **check_args: Any) -> None:
+                        malformed: beam.PCollection,
+                        notices: Optional[beam.PCollection] = None,
+                        known_notices: Sequence[Tuple[str, int, str]] = (),
+                        **check_args: Any) -> None:
   """Adds the split's `check_malformed` to the Beam pipeline (inside the split's composite).
 
   Args:
     valid_counts: ints, the good units of each parsed chunk.
     malformed: (file, position, reason, text) per bad unit.
+    notices: (file, position, sentence) per notice found by the workers; None for none.
+    known_notices: notices found while the pipeline was built (a labels file's BOM).
     **check_args: check_malformed's split, source, files, threshold, report_dir, row_range, unit.
   """
   valid = valid_counts | 'CountValid' >> beam.CombineGlobally(sum)
   count = malformed | 'CountMalformed' >> beam.combiners.Count.Globally()
   first = malformed | 'FirstMalformed' >> beam.combiners.Top.Smallest(
       MAX_REPORTED, key=lambda bad: (bad[0], bad[1]))
+  if notices is None:
+    notices = pipeline | 'NoNotices' >> beam.Create([])
+  if known_notices:
+    notices = ((notices, pipeline | 'KnownNotices' >> beam.Create(list(known_notices)))
+               | 'AllNotices' >> beam.Flatten())
+  notice_count = notices | 'CountNotices' >> beam.combiners.Count.Globally()
+  first_notices = notices | 'FirstNotices' >> beam.combiners.Top.Smallest(
+      MAX_NOTICES, key=lambda notice: (notice[0], notice[1]))
   _ = (pipeline
        | 'CheckTrigger' >> beam.Create([None])
        | 'CheckMalformed' >> beam.Map(
            check_malformed, valid=beam.pvalue.AsSingleton(valid),
            malformed=beam.pvalue.AsSingleton(count), first=beam.pvalue.AsSingleton(first),
-           **check_args))
+           notices=beam.pvalue.AsSingleton(first_notices),
+           notice_count=beam.pvalue.AsSingleton(notice_count), **check_args))
 
 
 def add_split_check(pipeline: beam.Pipeline, outputs: beam.pvalue.DoOutputsTuple,
                     exec_properties: Dict[str, Any], split: str, source: str,
                     files: Sequence[str], row_range: Tuple[int, Optional[int]], unit: str,
-                    default_threshold: float = 0.0) -> None:
-  """`add_malformed_check` of a split read by an ExampleGen executor: the `VALID` and `MALFORMED`
-  outputs of its parsing DoFn, the component's `max_malformed_fraction` (`default_threshold` when
-  unset) and the report directory from its exec properties."""
+                    default_threshold: float = 0.0,
+                    known_notices: Sequence[Tuple[str, int, str]] = ()) -> None:
+  """`add_malformed_check` of a split read by an ExampleGen executor: the `VALID`, `MALFORMED`
+  and `NOTICE` outputs of its parsing DoFn (declared with `with_outputs(MALFORMED, VALID,
+  NOTICE, main=...)`), the component's `max_malformed_fraction` (`default_threshold` when unset)
+  and the report directory from its exec properties."""
   threshold = float(custom_config(exec_properties).get('max_malformed_fraction',
                                                        default_threshold))
-  add_malformed_check(pipeline, outputs[VALID], outputs[MALFORMED], split=split, source=source,
+  add_malformed_check(pipeline, outputs[VALID], outputs[MALFORMED], notices=outputs[NOTICE],
+                      known_notices=known_notices, split=split, source=source,
                       files=list(files), threshold=threshold,
                       report_dir=exec_properties.get(REPORT_DIR_KEY), row_range=row_range,
                       unit=unit)

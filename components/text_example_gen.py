@@ -5,26 +5,44 @@ bad row. This component reads each split's files line by line in Beam (plain or 
 file system), hands every line to a *line parser* named by module path, and writes gzipped TFRecords of
 tf.Examples exactly like the stock ExampleGens, so the rest of TFX takes them as they are.
 
-A line parser is `parse(line: str) -> dict | None`: None skips the line (blank, comment, header), a dict
+A line parser is `parse(line: str) -> dict | None`: None skips the line (blank, comment), a dict
 maps feature name to an int, float, str, bytes, a list of one of those, or None (missing: an empty
 feature of the tf.Example, which TFX's decoders and tf.io.parse_example read as missing), and
 `ValueError` marks the line malformed with its message. A feature's values are of one kind across
 rows. Rows are encoded a thousand at a time by tfx_bsl's C++ encoder (`to_serialized_examples`).
 
+Ordinary variants of a raw file are read as the canonical file:
+
+- a UTF-8 byte-order mark (BOM) at the start of a file is stripped, and its first line parses as
+  usual (a file in UTF-16 is reported as such, line 1 malformed);
+- a header line: a parser may carry `columns`, the dataset's column names in field order (each a
+  name, or a tuple of the names the column goes by), declared once in its dataset module
+  (`preprocessing.census.parse_line.columns`). A file's first line that spells them is skipped
+  (`header_matcher`: fields split on `,` `;` tab `|` `::` or else on white space; case, spaces,
+  `-`/`_` and quotes do not count). The same line anywhere else is a malformed row, since a
+  concatenated export or a shifted row range is not what the user meant.
+- split patterns are globs; pipelines.factory escapes the glob characters of the file names a
+  user gives (components.record_checks.escape_glob), so `adult [copy 1].data` is read as named.
+
+Each stripped BOM and skipped header is a notice in the split's report. Rows are lines counted
+from 0 for row ranges, a header line included.
+
 Malformed rows are never dropped silently. Per split, the executor counts them, writes
-`malformed_rows-<split>.json` (count, fraction, and the first `MAX_REPORTED` rows with file, line number,
-reason and text) into the Examples artifact, logs the same, and fails the run when the malformed
-fraction exceeds `max_malformed_fraction` (default 0.001, i.e. 0.1%: a few broken lines in a large
-export are tolerated and reported; more means the file is not in the expected format). A split with no
-valid row always fails.
+`malformed_rows-<split>.json` (count, fraction, the first `MAX_REPORTED` rows with file, line
+number, reason and text, and the `notices`) into the Examples artifact, logs the same, and fails
+the run when the malformed fraction exceeds `max_malformed_fraction` (default 0.001, i.e. 0.1%: a
+few broken lines in a large export are tolerated and reported; more means the file is not in the
+expected format). A split with no valid row always fails.
 """
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import itertools
 import os
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import pyarrow as pa
@@ -37,8 +55,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx_bsl.coders import example_coder
 
-from components.record_checks import (MALFORMED, VALID, ReportingExecutor, add_split_check,
-                                      custom_config, example_gen_config, input_splits,
+from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      add_split_check, custom_config, display_pattern,
+                                      example_gen_config, input_splits, match_paths,
                                       split_row_range)
 
 DEFAULT_MAX_MALFORMED_FRACTION = 0.001
@@ -58,6 +77,46 @@ def import_callable(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
   except AttributeError:
     raise ImportError(f'module {module!r} has no attribute {name!r}') from None
+
+
+Columns = Sequence[Union[str, Sequence[str]]]
+_HEADER_SEPARATORS = re.compile(r'::|[,;\t|]')
+_NAME_NOISE = re.compile(r'[\s_\-"\'`]+')
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def _normalized_name(name: str) -> str:
+  """A column name compared leniently: lower case, no spaces, `-`, `_` or quotes."""
+  return _NAME_NOISE.sub('', name).lower()
+
+
+def header_matcher(columns: Columns) -> Callable[[str], bool]:
+  """A test of whether a line spells the column names `columns` (a header line).
+
+  Args:
+    columns: the column names in field order; an entry may be a tuple of the names the column
+      goes by (`('sex', 'gender')`).
+
+  Returns:
+    `matches(line: str) -> bool`: True when the line's fields, split on `::`, `,`, `;`, tab or `|`
+    (or else on white space), are the columns in order, compared with `_normalized_name` (so
+    `Education-Num`, `"education_num"` and `education num` are one name).
+
+  Raises:
+    ValueError: no columns.
+  """
+  if not columns:
+    raise ValueError('a header needs at least one column name')
+  names = [{_normalized_name(n) for n in ((c,) if isinstance(c, str) else c)} for c in columns]
+
+  def matches(line: str) -> bool:
+    fields = _HEADER_SEPARATORS.split(line.strip())
+    if len(fields) != len(names):
+      fields = line.split()
+    return len(fields) == len(names) and all(
+        _normalized_name(field) in accepted for field, accepted in zip(fields, names))
+
+  return matches
 
 
 def to_example(row: Dict[str, Any]) -> tf.train.Example:
@@ -173,34 +232,57 @@ def read_line_chunks(path: str, chunk_lines: int = CHUNK_LINES, first_row: int =
 class _ParseLines(beam.DoFn):
   """Parses chunks of numbered lines into rows ({feature: value} dicts).
 
-  Outputs: the rows; `malformed`: (path, line, reason, text) per bad line; `valid`: the number of
-  rows of each chunk.
+  A file's first line loses a UTF-8 BOM, and is skipped when it is the parser's header (see the
+  module doc). Outputs: the rows; `malformed`: (path, line, reason, text) per bad line; `valid`:
+  the number of rows of each chunk; `notice`: (path, line, sentence) per BOM stripped or header
+  skipped.
   """
 
   def __init__(self, line_parser: str):
     self._line_parser = line_parser
     self._parse = None
+    self._is_header = None
 
   def setup(self):
     self._parse = import_callable(self._line_parser)
+    columns = getattr(self._parse, 'columns', None)
+    self._is_header = header_matcher(columns) if columns else (lambda line: False)
 
   def process(self, element):
     path, first, lines = element
     valid = 0
     for number, raw in enumerate(lines, start=first):
+      if number == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+        yield beam.pvalue.TaggedOutput(NOTICE, (
+            path, 0, f'UTF-8 byte-order mark (BOM) stripped at the start of {path}'))
       try:
         text = raw.decode('utf-8')
       except UnicodeDecodeError as e:
-        yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, f'not UTF-8 ({e.reason})',
+        reason = f'not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}: {e.reason})'
+        if number == 1 and raw.startswith(_UTF16_BOMS):
+          reason = 'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8'
+        yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, reason,
                                                     raw.decode('utf-8', 'replace')))
+        continue
+      if number == 1 and self._is_header(text):
+        yield beam.pvalue.TaggedOutput(NOTICE, (
+            path, 1, f'header line (column names) skipped at {path}:1'))
         continue
       try:
         row = self._parse(text)
-        if row is not None:
-          yield row
-          valid += 1
       except ValueError as e:
-        yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, str(e), text))
+        row, error = None, str(e)
+      else:
+        error = None
+      if (row is None or error) and self._is_header(text):
+        error = ('a header line (the column names) after the first line of the file: only a '
+                 "file's first line may be a header")
+      if error:
+        yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, error, text))
+      elif row is not None:
+        yield row
+        valid += 1
     yield beam.pvalue.TaggedOutput(VALID, valid)
 
 
@@ -233,17 +315,24 @@ def _TextLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any]
 @beam.typehints.with_input_types(beam.Pipeline)
 def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                      split_pattern: str, split: Optional[str] = None) -> beam.pvalue.PCollection:
-  """Reads the files matching `split_pattern` into rows, checking and reporting malformed lines."""
+  """Reads the files matching `split_pattern` into rows, checking and reporting malformed lines.
+
+  Raises:
+    FileNotFoundError: no file matches (naming the file when the pattern is an escaped name).
+    ValueError: a row range over a pattern that matches several files.
+  """
   config = custom_config(exec_properties)
   input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
   pattern = os.path.join(input_base, split_pattern)
+  shown = display_pattern(pattern)
   split = split or split_pattern
-  paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+  paths = match_paths(pattern)
   if not paths:
-    raise FileNotFoundError(f'split {split!r}: no file matches {pattern}')
+    raise FileNotFoundError(f'split {split!r}: no file matches {shown}' if shown == pattern
+                            else f'split {split!r}: the file {shown} does not exist')
   first_row, num_rows = split_row_range(config, split)
   if (first_row or num_rows is not None) and len(paths) > 1:
-    raise ValueError(f'split {split!r}: a row range needs one file, but {pattern} matches '
+    raise ValueError(f'split {split!r}: a row range needs one file, but {shown} matches '
                      f'{len(paths)}: {", ".join(paths)}')
   logging.info('Split %s: reading %s, rows %d to %s', split, ', '.join(paths), first_row,
                'the end' if num_rows is None else first_row + num_rows - 1)
@@ -254,8 +343,8 @@ def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                                                num_rows=num_rows)
             | 'Spread' >> beam.Reshuffle()
             | 'Parse' >> beam.ParDo(_ParseLines(config['line_parser'])).with_outputs(
-                MALFORMED, VALID, main='rows'))
-  add_split_check(pipeline, parsed, exec_properties, split, source=pattern, files=paths,
+                MALFORMED, VALID, NOTICE, main='rows'))
+  add_split_check(pipeline, parsed, exec_properties, split, source=shown, files=paths,
                   row_range=(first_row, num_rows), unit='row',
                   default_threshold=DEFAULT_MAX_MALFORMED_FRACTION)
   rows = parsed.rows

@@ -42,6 +42,10 @@ CATEGORICAL_FEATURES = ('workclass', 'education', 'marital_status', 'occupation'
 COLUMNS = ('age', 'workclass', 'fnlwgt', 'education', 'education_num', 'marital_status',
            'occupation', 'relationship', 'race', 'sex', 'capital_gain', 'capital_loss',
            'hours_per_week', 'native_country', LABEL_KEY)
+# Other names a header line may give a column (adult.names spells the rest as COLUMNS does, with
+# `-` for `_`; common CSV exports of Adult call `sex` gender and the label income or class).
+HEADER_ALIASES = {'education_num': ('educational_num',), 'sex': ('gender',),
+                  LABEL_KEY: ('income', 'class')}
 MISSING = '?'
 SLICE_FEATURES = ('sex', 'race')
 
@@ -77,7 +81,8 @@ def parse_line(line: str) -> Optional[Dict[str, RawValue]]:
 
   Returns:
     None for lines that hold no person (blank lines and `|` comment lines such as adult.test's
-    first line); otherwise {column: value} with ints for the numeric columns, stripped strings for
+    first line; a header line of column names, `parse_line.columns`, is left to the caller);
+    otherwise {column: value} with ints for the numeric columns, stripped strings for
     the categorical ones, None for `?` (missing), and the label as int 0 (`<=50K`) or 1 (`>50K`).
 
   Raises:
@@ -106,6 +111,10 @@ def parse_line(line: str) -> Optional[Dict[str, RawValue]]:
     else:
       row[name] = text
   return row
+
+
+# The header line of an export (TextLineExampleGen skips it as a file's first line).
+parse_line.columns = tuple((name, *HEADER_ALIASES.get(name, ())) for name in COLUMNS)
 
 
 def _dense(x: Union[tf.Tensor, tf.SparseTensor], default) -> tf.Tensor:

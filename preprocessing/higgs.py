@@ -68,6 +68,8 @@ LOW_LEVEL_FEATURES = (
 HIGH_LEVEL_FEATURES = ('m_jj', 'm_jjj', 'm_lv', 'm_jlv', 'm_bb', 'm_wbb', 'm_wwbb')
 FEATURES = LOW_LEVEL_FEATURES + HIGH_LEVEL_FEATURES
 COLUMNS = (LABEL_KEY,) + FEATURES
+# Other names a header line may give the label (UCI calls the first column the class label).
+HEADER_ALIASES = {LABEL_KEY: ('class', 'target')}
 
 
 def parse_line(line: str) -> Optional[Dict[str, Union[int, float]]]:
@@ -102,3 +104,8 @@ def parse_line(line: str) -> Optional[Dict[str, Union[int, float]]]:
     raise ValueError(f'field {LABEL_KEY}: expected 0 or 1, got {fields[0].strip()!r}')
   row[LABEL_KEY] = int(row[LABEL_KEY])
   return row
+
+
+# The header line of an export, in the canonical column order (TextLineExampleGen skips it as a
+# file's first line; UCI's `jet 1 b-tag` spells `jet1_btag` leniently).
+parse_line.columns = tuple((name, *HEADER_ALIASES.get(name, ())) for name in COLUMNS)

@@ -76,6 +76,10 @@ ITEMS, LABELS, RATED = 'items', 'labels', 'rated'
 NUM_EVAL_NEGATIVES = 99
 SEED = 0
 NUM_OOV_BUCKETS = 1
+# A rating file's columns as GroupLens' READMEs name them (ml-100k `user id | item id | rating |
+# timestamp`, ml-1m `UserID::MovieID::Rating::Timestamp`, ml-20m's header
+# `userId,movieId,rating,timestamp`): a header line of a ratings file spells them so.
+RATING_COLUMNS = ((USER, 'user_id'), (ITEM, 'item_id', 'movie_id'), (RATING,), (TIMESTAMP,))
 
 
 def _rating(fields: List[str], line: str) -> Dict[str, Any]:
@@ -109,10 +113,15 @@ def parse_ml_1m(line: str) -> Optional[Dict[str, Any]]:
 
 
 def parse_ml_20m(line: str) -> Optional[Dict[str, Any]]:
-  """One line of ml-20m `ratings.csv`; None for its header line; see `parse_ml_100k`."""
+  """One line of ml-20m `ratings.csv`; None for its header line (TextLineExampleGen skips the
+  header itself, and only as a file's first line); see `parse_ml_100k`."""
   if not line.strip() or line.startswith('userId,'):
     return None
   return _rating(line.split(','), line)
+
+
+# TextLineExampleGen skips a ratings file's first line when it is a header of these columns.
+parse_ml_100k.columns = parse_ml_1m.columns = parse_ml_20m.columns = RATING_COLUMNS
 
 
 def parse_ncf_test_negative(line: str) -> Optional[Dict[str, Any]]:

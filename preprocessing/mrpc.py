@@ -68,8 +68,10 @@ SENTENCE1, SENTENCE2 = 'sentence1', 'sentence2'
 WORD_IDS, MASK, TYPE_IDS = 'input_word_ids', 'input_mask', 'input_type_ids'
 MAX_LENGTH = 128  # the seed's max_seq_length for MRPC
 VOCAB_FILE_KEY = 'vocab_file'  # Transform custom_config: the WordPiece vocabulary
-_HEADER = 'Quality'
-_FIELDS = 5
+COLUMNS = ('Quality', '#1 ID', '#2 ID', '#1 String', '#2 String')  # the header of the TSV files
+TEST_COLUMNS = ('index',) + COLUMNS[1:]  # test.tsv's header
+_HEADER = COLUMNS[0]
+_FIELDS = len(COLUMNS)
 
 
 def parse_line(line: str) -> Optional[Dict[str, Any]]:
@@ -97,6 +99,11 @@ def parse_line(line: str) -> Optional[Dict[str, Any]]:
   return {LABEL_KEY: int(label), SENTENCE1: first, SENTENCE2: second}
 
 
+# TextLineExampleGen skips a file's first line when it is this header (after any BOM), and reports
+# it anywhere else as malformed.
+parse_line.columns = COLUMNS
+
+
 def parse_test_line(line: str) -> Optional[Dict[str, Any]]:
   """Parses one line of GLUE's unlabelled `test.tsv` (`index	#1 ID	#2 ID	#1 String	#2 String`).
 
@@ -112,6 +119,9 @@ def parse_test_line(line: str) -> Optional[Dict[str, Any]]:
   row = parse_line('0' + line[line.index('\t'):] if '\t' in line else line)
   row.pop(LABEL_KEY)
   return row
+
+
+parse_test_line.columns = TEST_COLUMNS
 
 
 def tokenize_pairs(first: tf.Tensor, second: tf.Tensor, vocab_file: str,

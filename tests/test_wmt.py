@@ -151,7 +151,7 @@ def test_empty_and_non_utf8_lines_are_malformed_rows(tmp_path):
   message = str(error.value)
   assert '3 of 1000 rows are malformed' in message
   assert 'train.en:2: the source line is empty' in message
-  assert 'train.en:3: the target line is empty' in message
+  assert 'train.de:3: the target line is empty' in message  # the file of the side at fault
   assert 'train.en:4: the source line is not UTF-8' in message
   examples = run_gen(tmp_path, {'train': 'train.en'}, out='out2', max_malformed_fraction=0.01)
   assert examples.get_int_custom_property('malformed_rows_train') == 3
