@@ -14,10 +14,30 @@ The numbers equal TFMA's own metrics (tested against them), with one boundary di
 prediction exactly equal to the threshold counts as positive here (the histogram buckets are
 closed on the left), and as negative in TFMA's confusion matrices (`prediction > threshold`).
 
-EvalConfig use: `metric_configs('binary_accuracy', 'precision')` beside TFMA's `AUC`, or
+Undefined metrics are NaN, never a misleading 0. On a slice whose labels hold one class only
+(or whose predictions are never positive), these are undefined and come out NaN:
+
+- `precision`: no prediction at or above the threshold;
+- `recall`: no positive label;
+- `calibration`: no positive label (a zero denominator);
+- `auc` (`HistogramAUC`, TFMA's `AUC` with this one change): one class, so one of the ROC curve's
+  axes is 0 / 0. TFMA's own `AUC` reports 0 there (it sums the curve with `np.nansum`);
+- `f1_score`, `binary_accuracy`, `mean_label`, `mean_prediction`: only for a slice with no weight.
+
+`f1_score` is 2 TP / (2 TP + FP + FN) as in TFMA: with no positive label but some positive
+predictions it is 0, which is its value (every positive call is wrong), not a placeholder.
+
+`label_classes` (`HistogramLabelClasses`) says whether the binary metrics are defined: the number
+of label classes (0 and 1) with positive weight in the slice, 2.0 when both are present. A
+blessing guard on it (`label_classes >= 2` on the overall slice: `DEFINED_LABEL_CLASSES`, added to
+every binary evaluation by `pipelines.spec.EvalSpec`) keeps a one-class eval split from being
+blessed whatever its accuracy.
+
+EvalConfig use: `metric_configs('auc', 'binary_accuracy', 'precision')`, or
 `tfma.MetricConfig(class_name='HistogramBinaryAccuracy', module='model_fns.binary_metrics')`. The
-default names are TFMA's (`binary_accuracy`, `precision`, `recall`, `f1_score`, `calibration`,
-`mean_label`, `mean_prediction`), so thresholds and result readers name them as they would TFMA's.
+default names are TFMA's (`auc`, `binary_accuracy`, `precision`, `recall`, `f1_score`,
+`calibration`, `mean_label`, `mean_prediction`), so thresholds and result readers name them as they
+would TFMA's.
 """
 
 from __future__ import annotations
@@ -25,11 +45,15 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import numpy as np
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.metrics import calibration_histogram, metric_types, metric_util
+from tensorflow_model_analysis.metrics import (binary_confusion_matrices, calibration_histogram,
+                                               confusion_matrix_metrics, metric_types, metric_util)
 
 Histogram = calibration_histogram.Histogram
 NUM_BUCKETS = calibration_histogram.DEFAULT_NUM_BUCKETS  # the histogram AUC's default uses
+LABEL_CLASSES = 'label_classes'  # the guard metric's name
+DEFINED_LABEL_CLASSES = 2.0  # its value when the binary metrics are defined: both classes present
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -72,6 +96,22 @@ def _totals(histogram: Histogram):
           sum(b.weighted_examples for b in histogram))
 
 
+def _class_weights(histogram: Histogram) -> Tuple[float, float]:
+  """(negative weight, positive weight) of the histogram's labels.
+
+  TFMA's histogram splits every example into a label-1 part (weight w * label) and a label-0 part
+  (w * (1 - label)), so for 0/1 labels the sums are exact: with no negative, each bucket's examples
+  and labels add the same numbers in the same order, and their difference is exactly 0.
+  """
+  labels, _, examples = _totals(histogram)
+  return examples - labels, labels
+
+
+def _label_classes(histogram: Histogram, threshold: float) -> float:
+  del threshold
+  return float(sum(weight > 0 for weight in _class_weights(histogram)))
+
+
 def _calibration(histogram: Histogram, threshold: float) -> float:
   del threshold
   labels, predictions, _ = _totals(histogram)
@@ -93,7 +133,7 @@ def _mean_prediction(histogram: Histogram, threshold: float) -> float:
 _STATISTICS: Dict[str, Callable[[Histogram, float], float]] = {
     'binary_accuracy': _accuracy, 'precision': _precision, 'recall': _recall,
     'f1_score': _f1_score, 'calibration': _calibration, 'mean_label': _mean_label,
-    'mean_prediction': _mean_prediction,
+    'mean_prediction': _mean_prediction, LABEL_CLASSES: _label_classes,
 }
 
 
@@ -182,9 +222,33 @@ class HistogramMeanPrediction(_HistogramMetric):
   statistic = 'mean_prediction'
 
 
+class HistogramLabelClasses(_HistogramMetric):
+  """Label classes (0 and 1) with positive weight in the slice (float: 2.0 when the binary metrics
+  are defined, 1.0 with one class, 0.0 with no weight). The threshold is unused."""
+  statistic = LABEL_CLASSES
+
+
+class HistogramAUC(confusion_matrix_metrics.AUC):
+  """TFMA's `AUC` (same computations and values: the confusion matrices of the same calibration
+  histogram), but NaN when the slice holds one label class only, where TFMA reports 0.
+
+  Args: those of `tfma.metrics.AUC` (default name `auc`, 10,000 thresholds, ROC, interpolation).
+  """
+  statistic = 'auc'
+
+  def _metric_value(self, curve: str, summation_method: str, key: metric_types.MetricKey,
+                    matrices: binary_confusion_matrices.Matrices) -> float:
+    # tp + fn and fp + tn are the positive and negative weights at every threshold.
+    positives = float(np.max(np.asarray(matrices.tp) + np.asarray(matrices.fn)))
+    negatives = float(np.max(np.asarray(matrices.fp) + np.asarray(matrices.tn)))
+    if not (positives > 0 and negatives > 0):
+      return float('nan')
+    return super()._metric_value(curve, summation_method, key, matrices)
+
+
 CLASSES = {cls.statistic: cls for cls in (
-    HistogramBinaryAccuracy, HistogramPrecision, HistogramRecall, HistogramF1Score,
-    HistogramCalibration, HistogramMeanLabel, HistogramMeanPrediction)}
+    HistogramAUC, HistogramBinaryAccuracy, HistogramPrecision, HistogramRecall, HistogramF1Score,
+    HistogramCalibration, HistogramMeanLabel, HistogramMeanPrediction, HistogramLabelClasses)}
 for _cls in CLASSES.values():
   metric_types.register_metric(_cls)
 
@@ -193,11 +257,12 @@ def metric_configs(*names: str) -> Tuple[tfma.MetricConfig, ...]:
   """EvalConfig entries for this module's metrics, by TFMA name.
 
   Args:
-    names: some of 'binary_accuracy', 'precision', 'recall', 'f1_score', 'calibration',
-      'mean_label', 'mean_prediction'.
+    names: some of 'auc', 'binary_accuracy', 'precision', 'recall', 'f1_score', 'calibration',
+      'mean_label', 'mean_prediction', 'label_classes'.
 
   Returns:
-    One `tfma.MetricConfig` per name (class and module; threshold 0.5), in order.
+    One `tfma.MetricConfig` per name (class and module; default settings: threshold 0.5; AUC's
+    10,000 thresholds), in order.
 
   Raises:
     ValueError: an unknown name.

@@ -41,6 +41,7 @@ class CensusTask(KerasTask):
   """Binary classification of `income_bracket` (0: <=50K, 1: >50K)."""
 
   label_key = census.LABEL_KEY
+  classification_signature = True  # TF Serving classify: classes '0', '1' (>50K)
   model_types = ('wide', 'deep', 'wide_deep')
   default_hparams = {
       'hidden_units': [100, 75, 50, 25],  # seed

@@ -14,12 +14,14 @@ cores of this machine. It runs under the default strategy only.
 
 from __future__ import annotations
 
+import time
 from typing import Any, List, Mapping, Optional
 
 import tensorflow_decision_forests as tfdf
 import tf_keras
 from absl import logging
 
+from model_fns import training_progress
 from model_fns.trainer import KerasTask, ModelInputs, TrainingData
 from preprocessing import higgs
 
@@ -28,6 +30,7 @@ class HiggsTask(KerasTask):
   """Binary classification of `label` (1: signal, 0: background) with gradient boosted trees."""
 
   label_key = higgs.LABEL_KEY
+  classification_signature = True  # TF Serving classify: classes '0', '1' (signal)
   model_types = ('gradient_boosted_trees',)
   distribution_strategies = ('default',)
   default_hparams = {
@@ -73,7 +76,15 @@ class HiggsTask(KerasTask):
     if train_steps:
       raise ValueError('gradient boosted trees train on one pass over the data: leave train_steps '
                        'unset and set num_trees instead')
+    # TF-DF reports nothing while it reads the split and grows the trees (one C++ call): the
+    # progress display gets the start and the end.
+    started = time.time()
+    training_progress.note(f'TF-DF: reading the split, then up to {hparams["num_trees"]} trees '
+                           '(no progress until done)')
     model.fit(data.one_pass(), callbacks=callbacks, verbose=0)
     inspector = model.make_inspector()
     logging.info('Trained %d trees on %d examples', inspector.num_trees(),
                  inspector.dataspec.created_num_rows)
+    training_progress.note(f'TF-DF: {inspector.num_trees()} trees on '
+                           f'{inspector.dataspec.created_num_rows:,} examples in '
+                           f'{time.time() - started:.1f} s')

@@ -84,6 +84,7 @@ class _ResNetTask(KerasTask):
   """SGD with momentum under the task's `StepDecay`, sparse cross-entropy, top-1 accuracy."""
 
   supports_mixed_precision = True
+  classification_signature = True  # TF Serving classify: class ids '0' .. 'C-1'
   num_classes: int
   reference_batch: int  # the batch at which the base learning rate is given
   boundaries: Sequence[float]

@@ -33,6 +33,7 @@ class MnistTask(KerasTask):
   """Ten-class classification of `label` from the Transform's `image_xf` (float32 [28, 28, 1])."""
 
   label_key = mnist.LABEL_KEY
+  classification_signature = True  # TF Serving classify: the digits '0' .. '9'
   model_types = ('cnn',)
   default_hparams = {
       'learning_rate': 1e-3,  # the seed's 1e-4 is too slow for a few CPU minutes (module doc)

@@ -9,6 +9,11 @@ end-of-training evaluation, so the two compute the same numbers. For one relevan
 
 The rank is the number of candidates scored strictly higher than the relevant one (ties favour it).
 Both are averaged over lists.
+
+A list without exactly one relevant item has no rank, so neither metric is defined for it: it is
+left out of the average (weight 0) rather than scored, and with no such list at all (an empty or
+degenerate eval split) both metrics are NaN, never 0 or 1. Before, a list with no relevant item
+ranked "it" first when every score was <= 0 (a hit), and one with two summed their scores.
 """
 
 from __future__ import annotations
@@ -30,32 +35,54 @@ def rank_of_relevant(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
   return tf.reduce_sum(tf.cast(y_pred > relevant, tf.float32), axis=-1)
 
 
-class HitRateAtK(tf_keras.metrics.Mean):
-  """HR@k over candidate lists ([batch, candidates] labels and scores)."""
+def has_one_relevant(y_true: tf.Tensor) -> tf.Tensor:
+  """Whether each list (labels [batch, candidates]) has exactly one relevant item: bool [batch]."""
+  return tf.equal(tf.reduce_sum(tf.cast(tf.cast(y_true, tf.float32) > 0, tf.float32), axis=-1),
+                  1.0)
+
+
+class _ListMean(tf_keras.metrics.Mean):
+  """Mean of a per-list value over the lists with one relevant item; NaN over none."""
+
+  def __init__(self, k: int, name: str, **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.k = k
+
+  def per_list(self, rank: tf.Tensor) -> tf.Tensor:
+    """The metric of each list (float32 [batch]) from the relevant item's 0-based rank."""
+    raise NotImplementedError
+
+  def update_state(self, y_true, y_pred, sample_weight=None):
+    weight = tf.cast(has_one_relevant(y_true), tf.float32)
+    if sample_weight is not None:  # [batch], [batch, 1] or a scalar
+      weight *= tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
+    return super().update_state(self.per_list(rank_of_relevant(y_true, y_pred)),
+                                sample_weight=weight)
+
+  def result(self):
+    return tf.where(self.count > 0, super().result(), tf.constant(float('nan')))
+
+  def get_config(self):
+    return {**super().get_config(), 'k': self.k}
+
+
+class HitRateAtK(_ListMean):
+  """HR@k over candidate lists ([batch, candidates] labels and scores): float32 scalar, NaN
+  when no list has exactly one relevant item."""
 
   def __init__(self, k: int = 10, name: str = 'hit_rate', **kwargs):
-    super().__init__(name=name, **kwargs)
-    self.k = k
+    super().__init__(k=k, name=name, **kwargs)
 
-  def update_state(self, y_true, y_pred, sample_weight=None):
-    hits = tf.cast(rank_of_relevant(y_true, y_pred) < self.k, tf.float32)
-    return super().update_state(hits, sample_weight=sample_weight)
-
-  def get_config(self):
-    return {**super().get_config(), 'k': self.k}
+  def per_list(self, rank):
+    return tf.cast(rank < self.k, tf.float32)
 
 
-class NdcgAtK(tf_keras.metrics.Mean):
-  """NDCG@k over candidate lists with one relevant item ([batch, candidates] labels and scores)."""
+class NdcgAtK(_ListMean):
+  """NDCG@k over candidate lists with one relevant item ([batch, candidates] labels and scores):
+  float32 scalar, NaN when no list has exactly one relevant item."""
 
   def __init__(self, k: int = 10, name: str = 'ndcg', **kwargs):
-    super().__init__(name=name, **kwargs)
-    self.k = k
+    super().__init__(k=k, name=name, **kwargs)
 
-  def update_state(self, y_true, y_pred, sample_weight=None):
-    rank = rank_of_relevant(y_true, y_pred)
-    gain = tf.where(rank < self.k, tf.math.log(2.0) / tf.math.log(rank + 2.0), 0.0)
-    return super().update_state(gain, sample_weight=sample_weight)
-
-  def get_config(self):
-    return {**super().get_config(), 'k': self.k}
+  def per_list(self, rank):
+    return tf.where(rank < self.k, tf.math.log(2.0) / tf.math.log(rank + 2.0), 0.0)

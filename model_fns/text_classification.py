@@ -61,6 +61,7 @@ class BertClassifierTask(KerasTask):
   `input_type_ids` (int64 [batch, 128]) -> float32 [batch, 1] probabilities."""
 
   label_key = mrpc.LABEL_KEY
+  classification_signature = True  # TF Serving classify: '0', '1' (paraphrase)
   model_types = ('bert_tiny', 'bert_base', 'bert_large')
   default_hparams = {
       'learning_rate': 1e-4,  # from scratch; the seed's fine-tuning rate is 2e-5

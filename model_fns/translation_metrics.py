@@ -37,15 +37,23 @@ def _text(value: Any) -> str:
 def corpus_bleu(hypotheses: List[str], references: List[str], lowercase: bool = False) -> float:
   """sacrebleu's corpus BLEU (0-100) of detokenized hypotheses against one reference each.
 
+  Returns:
+    The score (float), or NaN where BLEU is undefined: no sentence pair, or references without a
+    single token (no n-gram to match and no length for the brevity penalty). A blessing bar then
+    fails instead of resting on a 0 that says nothing about the model.
+
   Raises:
     ValueError: different numbers of hypotheses and references.
   """
   if len(hypotheses) != len(references):
     raise ValueError(f'{len(hypotheses)} hypotheses but {len(references)} references')
   if not hypotheses:
-    return 0.0
+    return float('nan')
   bleu = sacrebleu.metrics.BLEU(lowercase=lowercase, tokenize='13a')
-  return float(bleu.corpus_score(hypotheses, [references]).score)
+  score = bleu.corpus_score(hypotheses, [references])
+  if score.ref_len == 0:
+    return float('nan')
+  return float(score.score)
 
 
 class _BleuCombiner(beam.CombineFn):
@@ -95,6 +103,7 @@ def _computations(name: str, lowercase: bool, eval_config=None, model_names=None
 
 class SacreBleu(metric_types.Metric):
   """Corpus BLEU (sacrebleu, 13a tokenization) in BLEU points; `lowercase=True` for uncased BLEU.
+  NaN for a slice where BLEU is undefined (see `corpus_bleu`).
 
   EvalConfig use: `tfma.MetricConfig(class_name='SacreBleu',
   module='model_fns.translation_metrics', config='{"name": "bleu_uncased", "lowercase": true}')`.

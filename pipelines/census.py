@@ -24,13 +24,15 @@ SPEC = spec.register(spec.ModelSpec(
         # its two terms) derived from the calibration histogram AUC builds, instead of TFMA's two
         # further per-example combiners (model_fns.binary_metrics: same numbers, about 13 of the
         # Evaluator's 39 s). TFMA's CalibrationPlot (10,000-bucket plots per slice) cost ~8 s.
-        metrics=('ExampleCount', 'AUC') + binary_metrics.metric_configs(
-            'binary_accuracy', 'precision', 'recall', 'calibration', 'mean_label',
+        # AUC is TFMA's, NaN instead of 0 on a one-class split (binary_metrics.HistogramAUC).
+        metrics=('ExampleCount',) + binary_metrics.metric_configs(
+            'auc', 'binary_accuracy', 'precision', 'recall', 'calibration', 'mean_label',
             'mean_prediction'),
-        # The seed's bar: accuracy > 0.83 (official/wide_deep README), and no regression.
+        # The seed's bar: accuracy > 0.83 (official/wide_deep README), and no regression. EvalSpec
+        # adds the binary guard: both classes in the eval split (label_classes >= 2).
         thresholds=(spec.Threshold('binary_accuracy', lower_bound=0.83),),
         slice_features=census.SLICE_FEATURES,
         summary_metrics={'accuracy': 'binary_accuracy', 'auc': 'auc', 'precision': 'precision',
                          'recall': 'recall', 'calibration': 'calibration',
-                         'example_count': 'example_count'}),
+                         'example_count': 'example_count', 'label_classes': 'label_classes'}),
     description='wide, deep and wide & deep classifiers of income > $50K on UCI Adult'))

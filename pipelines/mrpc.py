@@ -14,11 +14,13 @@ from preprocessing import mrpc
 
 # On dev (408 pairs: 279 paraphrases, 129 not) the majority class (always "paraphrase") scores
 # accuracy 279/408 = 0.684 and F1 2 * 0.684 / 1.684 = 0.812.
-# Accuracy, F1, precision and recall from AUC's histogram (model_fns.binary_metrics).
-_METRICS = ('ExampleCount', 'AUC') + binary_metrics.metric_configs(
-    'binary_accuracy', 'f1_score', 'precision', 'recall')
+# AUC (NaN on a one-class split), accuracy, F1, precision and recall from AUC's histogram
+# (model_fns.binary_metrics). EvalSpec adds the binary guard: both classes in the eval split.
+_METRICS = ('ExampleCount',) + binary_metrics.metric_configs(
+    'auc', 'binary_accuracy', 'f1_score', 'precision', 'recall')
 _SUMMARY = {'accuracy': 'binary_accuracy', 'f1': 'f1_score', 'auc': 'auc',
-            'precision': 'precision', 'recall': 'recall', 'example_count': 'example_count'}
+            'precision': 'precision', 'recall': 'recall', 'example_count': 'example_count',
+            'label_classes': 'label_classes'}
 
 
 def _evaluation(accuracy: float, f1: float, no_regression: bool) -> spec.EvalSpec:
@@ -51,5 +53,6 @@ SPEC = spec.register(spec.ModelSpec(
     pretrained_evaluation=_evaluation(accuracy=0.84, f1=0.88, no_regression=True),
     description='BERT (Tiny from scratch, or a Google checkpoint) on GLUE MRPC paraphrases',
     model_ops_module='tensorflow_text',
+    serving_op_modules=('tensorflow_text',),
     # A malformed pair in a curated corpus means a damaged copy: fail on the first one.
     max_malformed_fraction=0.0))

@@ -18,6 +18,7 @@ from tensorflow_model_analysis.metrics import metric_specs
 from tfx.dsl.components.base import base_component
 
 from components.text_example_gen import DEFAULT_MAX_MALFORMED_FRACTION, TextLineExampleGen
+from model_fns import binary_metrics
 import preprocessing
 from preprocessing import datasets
 
@@ -65,6 +66,28 @@ class Threshold:
   regression_tolerance: float = 0.0
 
 
+# TFMA's metrics of a binary classifier (a probability [batch, 1] against a 0/1 label), when set
+# neither `top_k` nor `class_id` (which make them one-vs-rest metrics of a multiclass model).
+_TFMA_BINARY_METRICS = frozenset({'AUC', 'AUCPrecisionRecall', 'BinaryAccuracy',
+                                  'BinaryCrossentropy', 'Calibration', 'Precision', 'Recall',
+                                  'F1Score'})
+
+# The guard of a binary evaluation: both label classes present with positive weight in the
+# overall slice, the condition under which AUC, recall, calibration (and precision, given positive
+# predictions) are defined (model_fns.binary_metrics). Not a regression test: a count of classes.
+BINARY_GUARD = Threshold(binary_metrics.LABEL_CLASSES,
+                         lower_bound=binary_metrics.DEFINED_LABEL_CLASSES, no_regression=False)
+
+
+def is_binary_metric(config: tfma.MetricConfig) -> bool:
+  """Whether `config` is a metric of a binary classifier: one of model_fns.binary_metrics, or
+  one of TFMA's binary metrics set neither `top_k` nor `class_id`."""
+  if config.module == binary_metrics.__name__:
+    return True
+  return (config.class_name in _TFMA_BINARY_METRICS and not config.module
+          and 'top_k' not in config.config and 'class_id' not in config.config)
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
   """TFMA evaluation of a model on the raw eval split, through its `serving_default` signature.
@@ -77,6 +100,13 @@ class EvalSpec:
     slice_features: features to slice by, one slice spec each, besides the overall slice.
     prediction_key: output of the signature that holds the prediction.
     summary_metrics: run-summary key -> TFMA metric name, e.g. {'accuracy': 'binary_accuracy'}.
+
+  Guards: a blessing must not rest on a metric the eval split leaves undefined. An evaluation with
+  a binary metric (`is_binary_metric`) gets `BINARY_GUARD` besides its thresholds: the
+  `label_classes` metric (model_fns.binary_metrics) and its bar, 2 classes on the overall slice,
+  so that an eval split of one class is not blessed whatever its accuracy. An eval split with no
+  example at all yields no slice, which TFMA's validation counts as a failure by itself (the
+  overall slice is missing), for every kind of evaluation.
   """
   label_key: str
   metrics: Tuple[Union[str, tfma.MetricConfig], ...]
@@ -85,10 +115,38 @@ class EvalSpec:
   prediction_key: str = 'probabilities'
   summary_metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
+  def _metric_configs(self) -> Tuple[tfma.MetricConfig, ...]:
+    """`metrics` as MetricConfigs, with the guard metrics they call for appended."""
+    configs = []
+    for metric in self.metrics:
+      config = tfma.MetricConfig()
+      if isinstance(metric, str):
+        config.class_name = metric
+      else:
+        config.CopyFrom(metric)
+      configs.append(config)
+    names = {metric_specs.metric_instance(c).name for c in configs}
+    if any(is_binary_metric(c) for c in configs) and BINARY_GUARD.metric not in names:
+      configs.extend(binary_metrics.metric_configs(BINARY_GUARD.metric))
+    return tuple(configs)
+
+  def blessing_thresholds(self) -> Tuple[Threshold, ...]:
+    """`thresholds` and the guards of the evaluation's kind (see the class docstring), all on
+    the overall slice. A threshold the spec sets on a guard's metric replaces the guard."""
+    guards = ()
+    if any(is_binary_metric(c) for c in self._metric_configs()):
+      guards = (BINARY_GUARD,)
+    named = {t.metric for t in self.thresholds}
+    return tuple(self.thresholds) + tuple(g for g in guards if g.metric not in named)
+
   def eval_config(self) -> tfma.EvalConfig:
-    """The TFMA EvalConfig: metrics, slices, value and change thresholds."""
+    """The TFMA EvalConfig: metrics (with the guards'), slices, value and change thresholds.
+
+    Raises:
+      ValueError: a threshold on a metric that is not computed.
+    """
     thresholds = {}
-    for t in self.thresholds:
+    for t in self.blessing_thresholds():
       change = None
       if t.no_regression:
         change = tfma.GenericChangeThreshold(
@@ -98,12 +156,7 @@ class EvalSpec:
           value_threshold=tfma.GenericValueThreshold(lower_bound={'value': t.lower_bound}),
           change_threshold=change)
     metrics = []
-    for metric in self.metrics:
-      config = tfma.MetricConfig()
-      if isinstance(metric, str):
-        config.class_name = metric
-      else:
-        config.CopyFrom(metric)
+    for config in self._metric_configs():
       # The name TFMA gives the metric's results (its class's default unless the config names it).
       metric_name = metric_specs.metric_instance(config).name
       if metric_name in thresholds:  # The bar holds for the overall slice, not for each slice.
@@ -128,6 +181,10 @@ def multiclass_evaluation(label_key: str, thresholds: Tuple[Threshold, ...],
   model outputs `probabilities` [batch, C]): example count, top-1 accuracy, (top-5 accuracy,)
   cross-entropy. AUC is left out: it is a binary metric, and a one-vs-rest average says little
   beside accuracy. Run-summary keys: `accuracy`, (`top5_accuracy`,) `log_loss`, `example_count`.
+
+  No guard metric: every metric here is defined on any non-empty eval split, one class included
+  (accuracy and cross-entropy are per-example means), and an empty split has no overall slice,
+  which TFMA's validation fails by itself (tests/test_eval_guards.py).
   """
   top_k = ('SparseTopKCategoricalAccuracy',) if top5 else ()  # Keras' default k is 5
   return EvalSpec(
@@ -166,6 +223,12 @@ class ModelSpec:
     max_malformed_fraction: default of `--max_malformed_fraction` (see TextLineExampleGen).
     model_ops_module: module path the Evaluator imports before it loads the model, for a
       SavedModel with custom ops (TF Decision Forests' inference op); None for plain TF ops.
+    serving_op_modules: the op libraries a model server must load for the exported SavedModel:
+      modules whose import registers the custom ops its graph holds (`tensorflow_text`,
+      `tensorflow_decision_forests`); () for plain TF ops. The serving check
+      (components.serving_check) imports exactly these, and nothing of this project, in the fresh
+      process that serves the model; `model_ops_module` is the Evaluator's (it may be a project
+      module importing them). A spec with a `model_ops_module` must declare them.
     reduced_data_evaluation: the evaluation (blessing) of a run on the dataset's documented
       fallback or sample, where the canonical bar cannot apply (ImageNet's 100-image sample);
       None: `evaluation` for every data size.
@@ -189,10 +252,23 @@ class ModelSpec:
   transform_tf_compat_v1: bool = True
   max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
   model_ops_module: Optional[str] = None
+  serving_op_modules: Tuple[str, ...] = ()
   reduced_data_evaluation: Optional[EvalSpec] = None
   pretrained_evaluation: Optional[EvalSpec] = None
   transform_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
       default_factory=dict)
+
+  def __post_init__(self):
+    """Raises ValueError: a `model_ops_module` (custom ops) without `serving_op_modules`, or a
+    serving op module that is not a dotted module name."""
+    if isinstance(self.serving_op_modules, str):
+      raise ValueError(f'{self.name}: serving_op_modules is a tuple of module names, not a string')
+    for module in self.serving_op_modules:
+      if not all(part.isidentifier() for part in module.split('.')):
+        raise ValueError(f'{self.name}: serving op module {module!r} is not a module name')
+    if self.model_ops_module and not self.serving_op_modules:
+      raise ValueError(f'{self.name}: the Evaluator imports {self.model_ops_module} for custom '
+                       'ops; declare the op libraries a server needs in serving_op_modules')
 
   @property
   def default_model_type(self) -> str:

@@ -63,6 +63,7 @@ SPEC = spec.register(spec.ModelSpec(
                          'example_count': 'example_count'}),
     description='the seed\'s Transformer, English -> German, BLEU on newstest2014',
     model_ops_module='tensorflow_text',
+    serving_op_modules=('tensorflow_text',),  # SentencePiece ops
     # A pair with an empty side is rare in curated corpora but happens in crawled ones: 620 of
     # wmt32k's 270,769 training records (0.23%) have an empty English or German side. Up to 1%
     # are reported and left out.

@@ -1,4 +1,5 @@
-"""model_fns.binary_metrics: the histogram-derived metrics equal TFMA's own, slice by slice."""
+"""model_fns.binary_metrics: the histogram-derived metrics equal TFMA's own, slice by slice; a
+one-class eval split makes the undefined ones NaN and is not blessed."""
 
 import numpy as np
 import pandas as pd
@@ -6,13 +7,15 @@ import pytest
 import tensorflow_model_analysis as tfma
 
 from model_fns import binary_metrics
+from pipelines import spec as spec_lib
 
 MODULE = 'model_fns.binary_metrics'
 # Ours -> the TFMA metric it must equal.
 PAIRS = {'HistogramBinaryAccuracy': 'BinaryAccuracy', 'HistogramPrecision': 'Precision',
          'HistogramRecall': 'Recall', 'HistogramF1Score': 'F1Score',
          'HistogramCalibration': 'Calibration',
-         'HistogramMeanLabel': 'MeanLabel', 'HistogramMeanPrediction': 'MeanPrediction'}
+         'HistogramMeanLabel': 'MeanLabel', 'HistogramMeanPrediction': 'MeanPrediction',
+         'HistogramAUC': 'AUC'}
 
 
 def _frame(threshold: float, rows: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -46,7 +49,9 @@ def test_histogram_metrics_equal_tfmas_own_on_every_slice(tmp_path):
   threshold = 0.3
   ours = [tfma.MetricConfig(class_name=cls, module=MODULE,
                             config=f'{{"name": "ours_{tfma_cls}", "threshold": {threshold}}}')
-          for cls, tfma_cls in PAIRS.items()]
+          for cls, tfma_cls in PAIRS.items() if tfma_cls != 'AUC']
+  ours.append(tfma.MetricConfig(class_name='HistogramAUC', module=MODULE,
+                                config='{"name": "ours_AUC"}'))
   theirs = [tfma.MetricConfig(class_name='BinaryAccuracy', config=f'{{"threshold": {threshold}}}'),
             tfma.MetricConfig(class_name='Precision', config=f'{{"thresholds": [{threshold}]}}'),
             tfma.MetricConfig(class_name='Recall', config=f'{{"thresholds": [{threshold}]}}'),
@@ -61,32 +66,156 @@ def test_histogram_metrics_equal_tfmas_own_on_every_slice(tmp_path):
                     (('group', 'empty'),)}
   tfma_names = {'BinaryAccuracy': 'binary_accuracy', 'Precision': 'precision', 'Recall': 'recall',
                 'F1Score': 'f1_score', 'Calibration': 'calibration', 'MeanLabel': 'mean_label',
-                'MeanPrediction': 'mean_prediction'}
+                'MeanPrediction': 'mean_prediction', 'AUC': 'auc'}
   for s in slices:
     for tfma_cls, name in tfma_names.items():
+      if (s, tfma_cls) == ((('group', 'empty'),), 'AUC'):
+        continue  # one class: ours NaN, TFMA's 0 (below)
       assert values[(s, f'ours_{tfma_cls}')] == pytest.approx(values[(s, name)], rel=1e-6,
                                                              nan_ok=True), (s, tfma_cls)
   # The group with no positive prediction and no positive label: empty ratios are NaN in both.
   empty = (('group', 'empty'),)
   assert values[(empty, 'ours_BinaryAccuracy')] == 1.0
   assert all(np.isnan(values[(empty, f'ours_{m}')])
-             for m in ('Precision', 'Recall', 'F1Score', 'Calibration'))
+             for m in ('Precision', 'Recall', 'F1Score', 'Calibration', 'AUC'))
+  assert values[(empty, 'auc')] == 0.0  # TFMA's AUC of one class: the misleading 0 ours avoids
+  assert 0.7 < values[((), 'ours_AUC')] < 0.9
   # Sanity of the fixture: the overall accuracy is far from trivial.
   assert 0.6 < values[((), 'ours_BinaryAccuracy')] < 0.8
 
 
 def test_default_names_are_tfmas_so_thresholds_attach_to_them():
   names = ('binary_accuracy', 'precision', 'recall', 'f1_score', 'calibration', 'mean_label',
-           'mean_prediction')
+           'mean_prediction', 'auc')
   assert [binary_metrics.__dict__[cls]().name for cls in PAIRS] == list(names)
   configs = binary_metrics.metric_configs(*names)
   assert [c.class_name for c in configs] == list(PAIRS)
   assert {c.module for c in configs} == {MODULE}
-  with pytest.raises(ValueError, match=r"no histogram metric named \['auc'\]"):
-    binary_metrics.metric_configs('binary_accuracy', 'auc')
+  assert binary_metrics.metric_configs('label_classes')[0].class_name == 'HistogramLabelClasses'
+  with pytest.raises(ValueError, match=r"no histogram metric named \['log_loss'\]"):
+    binary_metrics.metric_configs('binary_accuracy', 'log_loss')
 
 
 @pytest.mark.parametrize('threshold', [0.123456, 0.0, 1.0, 1.5])
 def test_a_threshold_off_the_histogram_buckets_is_refused(threshold):
   with pytest.raises(ValueError, match='bucket boundary'):
     binary_metrics.HistogramBinaryAccuracy(threshold=threshold)
+
+
+# --- A one-class eval split: undefined metrics are NaN, and the blessing fails -----------------
+
+def _census_config_on() -> tfma.EvalConfig:
+  """Census' EvalConfig (metrics, thresholds, guard) over the frames' columns, as on a first run:
+  TFX rubber-stamps a model with no blessed baseline, which drops the change thresholds."""
+  config = spec_lib.get('census').evaluation.eval_config()
+  del config.model_specs[:]
+  config.model_specs.add(label_key='label', prediction_key='prediction')
+  del config.slicing_specs[:]
+  config.slicing_specs.add()
+  config.slicing_specs.add(feature_keys=['group'])
+  for metric in config.metrics_specs[0].metrics:
+    for per_slice in metric.per_slice_thresholds:
+      per_slice.threshold.ClearField('change_threshold')
+  return config
+
+
+def _evaluate(frame: pd.DataFrame, config: tfma.EvalConfig, tmp_path):
+  """({(slice, metric name): value}, ValidationResult) of TFMA over `frame`."""
+  result = tfma.analyze_raw_data(frame, config, output_path=str(tmp_path))
+  values = {(slice_key, name): float(value['doubleValue'])
+            for slice_key, by_output in result.slicing_metrics
+            for name, value in by_output[''][''].items()}
+  return values, tfma.load_validation_result(str(tmp_path))
+
+
+def _failures(validation):
+  """{(slice key, metric name)} of a ValidationResult's failures."""
+  return {(str(v.slice_key).strip(), f.metric_key.name)
+          for v in validation.metric_validations_per_slice for f in v.failures}
+
+
+BINARY_NAMES = ('auc', 'binary_accuracy', 'precision', 'recall', 'calibration', 'mean_label',
+                'mean_prediction', 'label_classes')
+
+
+@pytest.mark.parametrize('label, predictions, undefined', [
+    # Every label 0, some predictions over 0.5: precision is 0 (every positive call is wrong).
+    (0, [0.1] * 45 + [0.7] * 5, {'auc', 'recall', 'calibration'}),
+    # Every label 0, no positive prediction: precision has no denominator either.
+    (0, [0.1] * 50, {'auc', 'recall', 'calibration', 'precision'}),
+    # Every label 1: only AUC (no negative for the ROC curve's x axis).
+    (1, [0.9] * 45 + [0.3] * 5, {'auc'}),
+])
+def test_one_class_is_undefined_and_census_does_not_bless_it(label, predictions, undefined,
+                                                            tmp_path):
+  rows = len(predictions)
+  frame = pd.DataFrame({'label': np.full(rows, label, np.int64),
+                        'prediction': np.array(predictions, np.float32),
+                        'group': np.array(['a', 'b'] * (rows // 2), dtype=object)})
+  values, validation = _evaluate(frame, _census_config_on(), tmp_path)
+
+  overall = {name: values[((), name)] for name in BINARY_NAMES}
+  assert {name for name, value in overall.items() if np.isnan(value)} == undefined, overall
+  assert overall['label_classes'] == 1.0
+  assert overall['binary_accuracy'] >= 0.83  # the seed's bar holds: only the guard fails
+  assert overall['mean_label'] == label
+  assert not validation.validation_ok
+  assert _failures(validation) == {('', 'label_classes')}
+
+
+def test_no_positive_prediction_leaves_precision_undefined_with_two_classes(tmp_path):
+  frame = pd.DataFrame({'label': np.array([0] * 40 + [1] * 10, np.int64),
+                        'prediction': np.full(50, 0.2, np.float32),
+                        'group': np.array(['a'] * 50, dtype=object)})
+  values, validation = _evaluate(frame, _census_config_on(), tmp_path)
+  assert np.isnan(values[((), 'precision')]) and values[((), 'recall')] == 0.0
+  assert values[((), 'label_classes')] == 2.0 and values[((), 'auc')] == pytest.approx(0.5)
+  assert _failures(validation) == {('', 'binary_accuracy')}  # 0.8 < 0.83; the guard holds
+
+
+def _separable_frame(rows: int = 2000, seed: int = 1) -> pd.DataFrame:
+  """Two classes, accuracy about 0.9 at 0.5, groups 'a' and 'b', and a group 'one' of one class."""
+  rng = np.random.default_rng(seed)
+  label = rng.integers(0, 2, rows)
+  prediction = np.clip(np.where(label == 1, 0.75, 0.25) + rng.normal(0, 0.2, rows), 0, 1)
+  group = rng.choice(np.array(['a', 'b'], dtype=object), rows)
+  group[:60], label[:60], prediction[:60] = 'one', 0, 0.1
+  return pd.DataFrame({'label': label.astype(np.int64), 'prediction': prediction.astype(np.float32),
+                       'group': group})
+
+
+def test_two_classes_are_blessed_with_unchanged_values_and_a_one_class_slice(tmp_path):
+  frame = _separable_frame()
+  config = _census_config_on()
+  # TFMA's own metrics beside census' (whose AUC and others are ours), for the same values.
+  config.metrics_specs[0].metrics.extend([
+      tfma.MetricConfig(class_name=name, config=f'{{"name": "tfma_{name}"}}')
+      for name in ('AUC', 'BinaryAccuracy', 'Precision', 'Recall', 'Calibration', 'MeanLabel',
+                   'MeanPrediction')])
+  values, validation = _evaluate(frame, config, tmp_path)
+
+  assert validation.validation_ok, validation
+  overall = {name: values[((), name)] for name in BINARY_NAMES}
+  assert overall['label_classes'] == 2.0
+  assert 0.85 < overall['binary_accuracy'] < 0.97 and 0.9 < overall['auc'] < 1.0
+  for ours, theirs in [('auc', 'AUC'), ('binary_accuracy', 'BinaryAccuracy'),
+                       ('precision', 'Precision'), ('recall', 'Recall'),
+                       ('calibration', 'Calibration'), ('mean_label', 'MeanLabel'),
+                       ('mean_prediction', 'MeanPrediction')]:
+    for group in ((), (('group', 'a'),), (('group', 'b'),)):
+      assert values[(group, ours)] == pytest.approx(values[(group, f'tfma_{theirs}')],
+                                                    rel=1e-6), (group, ours)
+  # The one-class slice is reported as such, but the guard holds for the overall slice only.
+  one = (('group', 'one'),)
+  assert values[(one, 'label_classes')] == 1.0 and np.isnan(values[(one, 'auc')])
+  assert values[(one, 'tfma_AUC')] == 0.0
+
+
+def test_label_classes_counts_the_classes_of_positive_weight():
+  bucket = binary_metrics.calibration_histogram.Bucket
+  statistic = binary_metrics._STATISTICS['label_classes']
+  # (bucket id, weighted labels, weighted predictions, weighted examples)
+  assert statistic([bucket(1, 0.0, 0.1, 3.0), bucket(9000, 0.0, 0.9, 1.0)], 0.5) == 1.0
+  assert statistic([bucket(1, 0.0, 0.1, 3.0), bucket(9000, 1.0, 0.9, 1.0)], 0.5) == 2.0
+  assert statistic([bucket(9000, 2.5, 2.0, 2.5)], 0.5) == 1.0  # weighted positives only
+  assert statistic([], 0.5) == 0.0

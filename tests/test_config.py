@@ -5,9 +5,10 @@ import sys
 
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 
 from beam_runner import options
-from model_fns import strategy
+from model_fns import binary_metrics, strategy
 from model_fns.census import CensusTask
 from model_fns.trainer import logging_epoch_steps
 from pipelines import factory, spec as spec_lib
@@ -53,9 +54,69 @@ def test_census_eval_config_blesses_on_the_overall_slice_only():
   assert [list(s.feature_keys) for s in per_slice.slicing_specs] == [[]]
   assert per_slice.threshold.value_threshold.lower_bound.value == 0.83
   assert per_slice.threshold.change_threshold.absolute.value < 0  # no regression, tiny slack
-  assert {'AUC', 'HistogramPrecision', 'HistogramRecall', 'HistogramCalibration'} <= set(metrics)
+  assert {'HistogramAUC', 'HistogramPrecision', 'HistogramRecall', 'HistogramCalibration'} <= set(
+      metrics)
   assert {m.module for m in metrics.values() if m.class_name.startswith('Histogram')} == {
       'model_fns.binary_metrics'}
+
+
+def _overall_thresholds(config):
+  """{metric class: (value lower bound, has a change threshold)} of the overall-slice bars, and
+  the classes with a bar on any other slice."""
+  bars, elsewhere = {}, set()
+  for metric in config.metrics_specs[0].metrics:
+    assert not metric.HasField('threshold'), metric.class_name  # no bar on every slice
+    for per_slice in metric.per_slice_thresholds:
+      if [list(s.feature_keys) for s in per_slice.slicing_specs] != [[]]:
+        elsewhere.add(metric.class_name)
+      bars[metric.class_name] = (per_slice.threshold.value_threshold.lower_bound.value,
+                                 per_slice.threshold.HasField('change_threshold'))
+  return bars, elsewhere
+
+
+BINARY_EVALUATIONS = [('census', 'evaluation'), ('higgs', 'evaluation'), ('mrpc', 'evaluation'),
+                      ('mrpc', 'pretrained_evaluation')]
+
+
+@pytest.mark.parametrize('model, field', BINARY_EVALUATIONS)
+def test_every_binary_evaluation_needs_both_classes_on_the_overall_slice(model, field):
+  evaluation = getattr(spec_lib.get(model), field)
+  config = evaluation.eval_config()
+  bars, elsewhere = _overall_thresholds(config)
+  assert bars['HistogramLabelClasses'] == (2.0, False)  # a count of classes, no regression test
+  assert not elsewhere  # a one-class slice (say, one race) does not fail the blessing
+  assert spec_lib.BINARY_GUARD in evaluation.blessing_thresholds()
+  classes = [m.class_name for m in config.metrics_specs[0].metrics]
+  assert classes.count('HistogramLabelClasses') == 1
+  assert 'AUC' not in classes and 'HistogramAUC' in classes  # AUC NaN, not 0, on one class
+  assert evaluation.summary_metrics['label_classes'] == 'label_classes'
+
+
+@pytest.mark.parametrize('model', ['mnist', 'cifar10', 'imagenet', 'movielens', 'wmt'])
+def test_other_evaluations_get_no_binary_guard(model):
+  evaluation = spec_lib.get(model).evaluation
+  classes = [m.class_name for m in evaluation.eval_config().metrics_specs[0].metrics]
+  assert 'HistogramLabelClasses' not in classes
+  assert evaluation.blessing_thresholds() == evaluation.thresholds
+
+
+def test_the_binary_guard_follows_the_metrics_and_yields_to_an_explicit_bar():
+  tfma_only = spec_lib.EvalSpec(label_key='y', metrics=('ExampleCount', 'BinaryAccuracy'),
+                                thresholds=(spec_lib.Threshold('binary_accuracy', 0.5),))
+  bars, _ = _overall_thresholds(tfma_only.eval_config())
+  assert bars['HistogramLabelClasses'] == (2.0, False)
+  top_k = spec_lib.EvalSpec(
+      label_key='y', metrics=(tfma.MetricConfig(class_name='Precision', config='{"top_k": 3}'),),
+      thresholds=(spec_lib.Threshold('precision', 0.5),))
+  assert 'HistogramLabelClasses' not in _overall_thresholds(top_k.eval_config())[0]
+  # A spec that computes the guard's metric and sets its own bar keeps them, once each.
+  explicit = spec_lib.EvalSpec(
+      label_key='y', metrics=binary_metrics.metric_configs('auc', 'label_classes'),
+      thresholds=(spec_lib.Threshold('label_classes', 1.0, no_regression=False),))
+  config = explicit.eval_config()
+  classes = [m.class_name for m in config.metrics_specs[0].metrics]
+  assert classes == ['HistogramAUC', 'HistogramLabelClasses']
+  assert _overall_thresholds(config)[0]['HistogramLabelClasses'] == (1.0, False)
 
 
 def test_a_threshold_on_a_metric_not_computed_is_an_error():
