@@ -11,7 +11,9 @@ setuptools.setup(
     python_requires='>=3.9,<3.11',
     packages=setuptools.find_packages(include=['pipelines*', 'components*', 'preprocessing*',
                                                'model_fns*', 'beam_runner*']),
-    package_data={'preprocessing': ['schemas/*.pbtxt', 'checksums/*.txt']},
+    package_data={'preprocessing': ['schemas/*.pbtxt', 'checksums/*.txt'],
+                  # The run report's jinja2 template (pipelines.report).
+                  'pipelines': ['templates/*.j2']},
     # The exact, tested versions are pinned in requirements/base.lock; these are the ranges
     # the code is written for.
     install_requires=[
@@ -25,6 +27,9 @@ setuptools.setup(
         'ml-metadata==1.16.0',
         'tensorflow-decision-forests==1.9.2',
         'absl-py',
+        'jinja2',  # the run report's template (pipelines.report)
+        'rich',  # the live progress display on a terminal (pipelines.progress)
+        'tensorflow-serving-api>=2.16,<2.17',  # TF Serving's request protos (serving check)
     ],
     extras_require={
         # Orchestrators beside the embedded LocalDagRunner. Plain apache-airflow: tfx[airflow]

@@ -36,8 +36,12 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.utils import import_utils, io_utils
 
 from model_fns import strategy as strategy_lib
+from model_fns import training_progress
 
 SERVING_INPUT = 'examples'
+# TF Serving's classify signature, as Estimator exports named it: input `inputs` (serialized
+# tf.Examples), outputs `classes` and `scores`, method name `tensorflow/serving/classify`.
+CLASSIFICATION_SIGNATURE = 'classification'
 MIXED_PRECISION_POLICIES = {'float16': 'mixed_float16', 'bfloat16': 'mixed_bfloat16'}
 # A task's `preprocess_batch`: (parsed features of a batch, training) -> the model's inputs.
 Preprocess = Callable[[Dict[str, tf.Tensor], bool], Dict[str, tf.Tensor]]
@@ -181,6 +185,9 @@ class KerasTask(abc.ABC):
   # learning-rate schedules and batch-scaled learning rates).
   train_steps: Optional[int] = None
   batch_size: Optional[int] = None
+  # Whether the export adds TF Serving's classify signature (`CLASSIFICATION_SIGNATURE`, see
+  # `classification_outputs`) beside `serving_default`: single-label classifiers.
+  classification_signature: bool = False
 
   def hparams(self, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """The task's defaults updated with `overrides`; raises ValueError on an unknown name."""
@@ -279,6 +286,35 @@ class KerasTask(abc.ABC):
     signature}; `transform` maps raw features to the model's. Default: none."""
     return {}
 
+  def class_labels(self, num_classes: int) -> List[str]:
+    """The `classes` of the `classification` signature, one per score column: the class ids as
+    strings ('0' .. 'C-1'), as an Estimator without a label vocabulary exported them. Override for
+    class names."""
+    return [str(i) for i in range(num_classes)]
+
+  def classification_outputs(self, outputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """TF Serving's classify outputs from the serving signature's outputs (`serve`'s).
+
+    `probabilities` float [batch, C] becomes `scores` float32 [batch, C]; a binary model's
+    [batch, 1] probability p of class 1 becomes [batch, 2] scores (1 - p, p), as Estimator's
+    binary head exported them. `classes` is string [batch, C]: `class_labels(C)` on every row.
+
+    Raises:
+      ValueError: no `probabilities` output, or one whose last dimension is not static.
+    """
+    if 'probabilities' not in outputs:
+      raise ValueError(f'{type(self).__name__}: a classification signature needs a '
+                       f'`probabilities` output; the outputs are {sorted(outputs)}')
+    scores = tf.cast(outputs['probabilities'], tf.float32)
+    if scores.shape.rank != 2 or scores.shape[-1] is None:
+      raise ValueError(f'probabilities must be [batch, C] with a static C, got {scores.shape}')
+    if scores.shape[-1] == 1:
+      scores = tf.concat([1.0 - scores, scores], axis=-1)
+    labels = tf.constant(self.class_labels(scores.shape[-1]), tf.string)
+    classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(scores)[0], 1])
+    return {tf.saved_model.CLASSIFY_OUTPUT_CLASSES: classes,
+            tf.saved_model.CLASSIFY_OUTPUT_SCORES: scores}
+
   def serving_outputs(self, predictions: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Maps the model output to the serving signature's outputs.
 
@@ -375,6 +411,82 @@ class _ThroughputLogger(tf_keras.callbacks.Callback):
     logging.info('epoch %d: %s (%.0f %s/s)', epoch + 1, metrics, examples / elapsed, self._unit)
 
 
+class TrainingProgress(tf_keras.callbacks.Callback):
+  """Publishes the training's progress to `model_fns.training_progress` (a live display, the
+  run's progress lines): BEGIN, every logged batch (Keras calls `on_train_batch_end` once per
+  `steps_per_execution` steps), every Keras epoch, and END from `finished`.
+
+  One instance spans the whole training, however many `fit` calls it takes (a remainder `fit`,
+  NCF's `fit` per epoch): it counts the steps itself. The length is `train_steps` steps, else
+  `train_epochs` epochs (an epoch-trained task, whose `fit` calls each run one epoch of
+  `params['steps']` steps), else unknown (TF-DF: progress has no fraction, only BEGIN and END).
+  steps/s and the ETA count from the first logged batch, so the first trace is left out.
+  """
+
+  def __init__(self, train_steps: Optional[int] = None, train_epochs: Optional[int] = None):
+    super().__init__()
+    self._total_steps = train_steps or None
+    self._total_epochs = None if train_steps else (train_epochs or None)
+    self._step = 0  # steps done in the run
+    self._epoch_base = 0  # steps done before the current epoch
+    self._epoch = 0  # Keras' index of the current epoch
+    self._first = None  # (time, step, fraction) at the first logged batch
+    self._begun = False
+    self._loss = None
+
+  def _epoch_steps(self) -> Optional[int]:
+    """The current fit's steps per epoch (TF-DF's fit never sets `params`)."""
+    return (getattr(self, 'params', None) or {}).get('steps')
+
+  def _fraction(self, epoch_step: int) -> Optional[float]:
+    if self._total_steps:
+      return min(self._step / self._total_steps, 1.0)
+    steps = self._epoch_steps()
+    if self._total_epochs and steps:
+      return min((self._epoch + min(epoch_step / steps, 1.0)) / self._total_epochs, 1.0)
+    return None
+
+  def _publish(self, kind: str, epoch_step: int, logs) -> None:
+    now = time.time()
+    if logs and logs.get('loss') is not None:
+      self._loss = float(logs['loss'])
+    fraction = self._fraction(epoch_step)
+    rate = eta = None
+    if self._first is None and kind == training_progress.STEP:
+      self._first = (now, self._step, fraction)
+    elif self._first is not None and now > self._first[0]:
+      first_time, first_step, first_fraction = self._first
+      rate = (self._step - first_step) / (now - first_time)
+      if fraction is not None and first_fraction is not None and fraction > first_fraction:
+        eta = (1.0 - fraction) * (now - first_time) / (fraction - first_fraction)
+    epochs = self._total_epochs is not None
+    training_progress.publish(training_progress.TrainingUpdate(
+        kind, step=self._step, total_steps=self._total_steps,
+        epoch=self._epoch + 1 if epochs else None, total_epochs=self._total_epochs,
+        epoch_step=epoch_step if epochs else None,
+        epoch_steps=self._epoch_steps() if epochs else None,
+        loss=self._loss, steps_per_second=rate, eta_seconds=eta, fraction=fraction, time=now))
+
+  def on_train_begin(self, logs=None):
+    if not self._begun:  # once, however many fit calls
+      self._begun = True
+      self._publish(training_progress.BEGIN, 0, None)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch, self._epoch_base = epoch, self._step
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step = self._epoch_base + batch + 1  # `batch`: the execution's last step in the epoch
+    self._publish(training_progress.STEP, batch + 1, logs)
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._publish(training_progress.EPOCH, self._step - self._epoch_base, logs)
+
+  def finished(self) -> None:
+    """Publishes END: the task's `train` returned (evaluation and export follow)."""
+    self._publish(training_progress.END, self._step - self._epoch_base, None)
+
+
 def _input_names(model: tf_keras.Model) -> List[str]:
   """The names of the model's inputs (the Transform outputs it reads)."""
   return list(model.input.keys()) if isinstance(model.input, dict) else list(model.input_names)
@@ -384,9 +496,18 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelIn
                          export_dir: str) -> None:
   """Saves `model` as a SavedModel with a `serving_default` over serialized raw tf.Examples.
 
-  Signature: input `examples` (tf.string [batch], serialized tf.Example with the raw features; the
-  label may be absent); outputs those of `task.serve`. The task may add signatures
-  (`extra_signatures`).
+  Signatures:
+    `serving_default` (method `tensorflow/serving/predict`): input `examples` (tf.string [batch],
+      serialized tf.Example with the raw features; the label may be absent); outputs those of
+      `task.serve`. TFMA evaluates through it.
+    `classification` (method `tensorflow/serving/classify`), when `task.classification_signature`:
+      input `inputs` (tf.string [batch], the same serialized tf.Examples), outputs `classes`
+      (tf.string [batch, C]) and `scores` (tf.float32 [batch, C]) from
+      `task.classification_outputs`: TF Serving's Classify API and REST `:classify`.
+    The task's `extra_signatures` (method predict).
+
+  Raises:
+    ValueError: the classification signature is not one TF Serving can serve.
   """
   raw_spec = dict(inputs.raw_feature_spec)
   raw_spec.pop(task.label_key, None)
@@ -402,6 +523,15 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelIn
     return task.serve(model, transform(tf.io.parse_example(examples, raw_spec)), input_names)
 
   signatures = {'serving_default': serve, **task.extra_signatures(model, inputs, transform)}
+  if task.classification_signature:
+    # The argument's name is the signature's input key.
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=tf.saved_model.CLASSIFY_INPUTS)])
+    def classify(inputs):  # pylint: disable=redefined-outer-name
+      features = transform(tf.io.parse_example(inputs, raw_spec))
+      return task.classification_outputs(task.serve(model, features, input_names))
+
+    signatures[CLASSIFICATION_SIGNATURE] = classify
 
   # Served through these signatures only: the Evaluator's EvalConfig says `tf_generic`, so TFMA
   # loads the model once per worker with tf.saved_model.load and computes only its own metrics,
@@ -411,6 +541,51 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelIn
   # Keras revival would use (census: export 6.4 -> 1.8 s), and no optimizer slots.
   model.save(export_dir, save_format='tf', signatures=signatures, save_traces=False,
              include_optimizer=False)
+  if task.classification_signature:
+    set_signature_methods(export_dir,
+                          {CLASSIFICATION_SIGNATURE: tf.saved_model.CLASSIFY_METHOD_NAME})
+
+
+def set_signature_methods(export_dir: str, methods: Mapping[str, str]) -> None:
+  """Sets the method name of SignatureDefs of the SavedModel in `export_dir`, in place.
+
+  TF2's `tf.saved_model.save` writes every signature with method `tensorflow/serving/predict`
+  (tensorflow/python/saved_model/save.py, `_generate_signatures`; TF issue #38081), while TF
+  Serving's Classify and Regress APIs serve only a SignatureDef whose method is
+  `tensorflow/serving/classify` or `.../regress` and whose inputs and outputs follow that method's
+  convention. The method name is metadata of the MetaGraphDef's SignatureDef (the loaded
+  functions do not read it), so it is set in `saved_model.pb` after the save, each signature is
+  checked with TF's own `tf.compat.v1.saved_model.is_valid_signature` (TF Serving's rules), and
+  the SavedModel's `fingerprint.pb`, a checksum of `saved_model.pb` among others, is written again.
+
+  Args:
+    export_dir: a SavedModel directory (local or remote, e.g. gs://).
+    methods: signature key -> method name, e.g. {'classification': 'tensorflow/serving/classify'}.
+
+  Raises:
+    ValueError: a signature is missing, or is not servable under its new method name.
+  """
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-direct-tensorflow-import
+  # pylint: disable-next=g-direct-tensorflow-import
+  from tensorflow.python.saved_model import fingerprinting_utils
+  path = os.path.join(export_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)
+  saved_model = saved_model_pb2.SavedModel()
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    saved_model.ParseFromString(f.read())
+  for meta_graph in saved_model.meta_graphs:
+    for key, method in methods.items():
+      if key not in meta_graph.signature_def:
+        raise ValueError(f'{export_dir} has no signature {key!r}; it has '
+                         f'{sorted(meta_graph.signature_def)}')
+      signature = meta_graph.signature_def[key]
+      signature.method_name = method
+      if not tf.compat.v1.saved_model.is_valid_signature(signature):
+        raise ValueError(f'signature {key!r} is not servable as {method}: inputs '
+                         f'{dict(signature.inputs)}, outputs {dict(signature.outputs)}')
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(saved_model.SerializeToString())
+  if tf.io.gfile.exists(os.path.join(export_dir, 'fingerprint.pb')):
+    fingerprinting_utils.write_fingerprint(export_dir)
 
 
 def load_task(config: TrainerConfig) -> KerasTask:
@@ -508,11 +683,15 @@ def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
                       preprocess=task.preprocess_batch)
   callbacks = ([tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                update_freq='epoch')] if chief else [])
-  task.train(model, data, hparams, fn_args.train_steps, callbacks)
+  progress = TrainingProgress(fn_args.train_steps, hparams.get('train_epochs'))
+  task.train(model, data, hparams, fn_args.train_steps, callbacks + [progress])
+  progress.finished()
 
+  training_progress.status('evaluating on the eval split')
   results = task.evaluate(model, hparams, fn_args.eval_files, feature_spec, config,
                           fn_args.eval_steps)
   logging.info('End-of-training evaluation: %s', results)
+  training_progress.status('exporting the SavedModel')
   if chief:
     tf.io.gfile.makedirs(fn_args.model_run_dir)  # TFX's Trainer made it; a bare worker may not.
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, 'eval_metrics.json'), 'w') as f:

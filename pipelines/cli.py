@@ -8,14 +8,21 @@
   official-tfx compile census --image=IMAGE --pipeline_root=gs://... --train_data=gs://...
       --eval_data=gs://... [--output_file=census_pipeline.json]    (Kubeflow Pipelines v2 / Vertex)
 
+  official-tfx report OUTPUT_DIR                 (writes OUTPUT_DIR/report.html of the last run)
+  official-tfx runs OUTPUT_DIR [--compare=A,B]   (the runs there; two runs' differences)
+
 Flags are shared by every model and every command. Exit status: 0 on a finished run (blessed or
-not), 1 on a failed run (bad data, anomalies, a component error) or a usage error.
+not), 1 on a failed run (bad data, anomalies, a component error), a usage error or an output
+directory in use by another run, 130 / 143 on SIGINT / SIGTERM (the same command resumes).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
+import time
 import warnings
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2.
@@ -23,35 +30,83 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # google-cloud clients warn about Python 3.10 on import; TFX 1.16 supports only 3.9-3.10.
 warnings.filterwarnings('ignore', category=FutureWarning)
 
-from absl import app, logging
+from pipelines import console
+
+if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'official-tfx':
+  console.capture()  # before TensorFlow's imports print to the terminal
+
+from absl import app, flags, logging
 
 from pipelines import spec as spec_lib
-from pipelines.settings import FLAGS, build_run
+from pipelines.settings import FLAGS, build_run, check_flags
 from preprocessing import datasets
 
-USAGE = 'usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | official-tfx list'
+USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
+         'official-tfx list | official-tfx report OUTPUT_DIR | '
+         'official-tfx runs OUTPUT_DIR [--compare A B]')
 
 
 def _print_result(summary) -> None:
   print('\nMetrics (eval split, overall):')
   for name, value in summary['metrics'].items():
-    print(f'  {name:14s} {value:.4f}' if isinstance(value, float) else f'  {name:14s} {value}')
+    shown = 'undefined on this eval data' if value is None else (
+        f'{value:.4f}' if isinstance(value, float) else value)
+    print(f'  {name:14s} {shown}')
+  if summary.get('undefined_metrics'):
+    print(f'Undefined on this eval data: {", ".join(summary["undefined_metrics"])}')
   print(f'Blessed: {"yes" if summary["blessed"] else "no"}')
-  print(f'Pushed model: {summary["pushed_model"] or "none (not blessed)"}')
+  infra = summary.get('infra_blessing') or {}
+  if infra:
+    verdict = 'passed' if infra.get('blessed') else f'FAILED: {infra.get("reason")}'
+    print(f'Serving check: {verdict}')
+  why = 'not blessed' if not summary['blessed'] else 'the serving check failed'
+  print(f'Pushed model: {summary["pushed_model"] or f"none ({why})"}')
+
+
+def check_output_dir(path: str) -> None:
+  """Raises app.UsageError (one line) unless `path` is, or can be made, a writable directory."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise app.UsageError(f'--output_dir {path} is a file, not a directory')
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise app.UsageError(f'--output_dir {path}: {existing} is a file, not a directory')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise app.UsageError(f'--output_dir {path}: {existing} is not writable (read-only file '
+                         'system or no permission)')
+
+
+def resume_command() -> str:
+  """The command line of this run, as the user can type it again."""
+  return shlex.join(['official-tfx', *sys.argv[1:]])
 
 
 def run_command(model: str) -> int:
   """`official-tfx run MODEL`: returns the exit status."""
-  spec_lib.get(model)  # an unknown model is a usage error before anything is written
+  spec = spec_lib.get(model)  # an unknown model is a usage error before anything is written
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
-  os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
-  logging.get_absl_handler().use_absl_log_file('official_tfx', os.path.join(output_dir, 'logs'))
+  check_output_dir(output_dir)
+  check_flags(spec)
+  try:
+    os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
+  except OSError as e:
+    raise app.UsageError(f'--output_dir {output_dir}: cannot create it ({e.strerror})')
+  log_path = os.path.join(output_dir, 'logs',
+                          f'official_tfx-{time.strftime("%Y%m%d-%H%M%S")}-{os.getpid()}.log')
+  if FLAGS['verbosity'].present:  # absl's --verbosity: the library output on the terminal
+    console.to_terminal()
+  else:
+    console.to_log(log_path)
+    logging.set_verbosity(logging.INFO)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.
   try:
     spec, config, split_files = build_run(model)  # bad flags raise: main() reports them
   except datasets.DatasetError as e:
     return _run_failed(e, output_dir)
   print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
+  if not FLAGS['verbosity'].present:
+    print(f'  log: {log_path}')
   if config.data_notice:
     print(f'  note: {config.data_notice}')
   for split, path in split_files.items():
@@ -59,18 +114,57 @@ def run_command(model: str) -> int:
     rows = f' (rows {first} to {"the end" if count is None else first + count - 1})'
     print(f'  {split}: {path}{rows if (first, count) != (0, None) else ""}')
   try:
-    summary = runner.run(spec, config, split_files)
+    summary = runner.run(spec, config, split_files, from_stage=FLAGS.from_stage,
+                         to_stage=FLAGS.to_stage)
+  except runner.OutputDirBusy as e:
+    print(f'official-tfx: {e}', file=console.err())
+    return 1
+  except runner.RunInterrupted as e:
+    return _interrupted(e, output_dir)
   except Exception as e:  # pylint: disable=broad-except
-    return _run_failed(e, output_dir)
+    return _run_failed(e, output_dir, resumable=True)
   _print_result(summary)
   print(f'Run summary: {os.path.join(output_dir, runner.SUMMARY_FILE)}')
   return 0
 
 
-def _run_failed(error: Exception, output_dir: str) -> int:
+def _interrupted(error, output_dir: str) -> int:
+  """Reports a run stopped by SIGINT / SIGTERM (summary already written); returns 130 / 143."""
+  from pipelines import runner  # pylint: disable=import-outside-toplevel
+  logging.warning('Run interrupted by %s', error.signal_name)
+  summary_path = os.path.join(output_dir, runner.SUMMARY_FILE)
+  stage = None
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      stage = (json.load(f).get('interrupted') or {}).get('stage')
+  print(f'\nofficial-tfx: interrupted ({error.signal_name}){f" during {stage}" if stage else ""}'
+        f'; the finished stages are kept, nothing was pushed by this run. Resume with: '
+        f'{resume_command()}', file=console.err())
+  return error.exit_status
+
+
+def _log_dir(output_dir: str) -> str:
+  return os.path.join(output_dir, 'logs')
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, its errors on the terminal (library output may be captured by now)."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'FATAL Flags parsing error: {e}', file=console.err())
+    print('Pass --helpshort or --helpfull to see help on flags.', file=console.err())
+    sys.exit(1)
+
+
+def _run_failed(error: Exception, output_dir: str, resumable: bool = False) -> int:
+  from pipelines import runner  # pylint: disable=import-outside-toplevel
   logging.exception('Run failed')
-  print(f'\nofficial-tfx: run failed: {type(error).__name__}: {error}', file=sys.stderr)
-  print(f'Nothing was pushed. Logs: {os.path.join(output_dir, "logs")}', file=sys.stderr)
+  print(f'\nofficial-tfx: run failed: {runner.error_message(error)}', file=console.err())
+  print(f'Nothing was pushed. Log: {_log_dir(output_dir)}', file=console.err())
+  if resumable:
+    print(f'Once fixed, resume with: {resume_command()} (finished stages come from the cache)',
+          file=console.err())
   return 1
 
 
@@ -83,7 +177,51 @@ def compile_command(model: str) -> int:
 
 
 def main(argv):
-  args = argv[1:]
+  """Runs the command; a usage error is one line on stderr (and `USAGE` when the command line
+  itself is off), with exit status 1, and nothing written."""
+  try:
+    return _dispatch(argv[1:])
+  except app.UsageError as e:
+    print(f'official-tfx: {e}', file=console.err())
+    if str(e) == USAGE:
+      print('Flags: official-tfx --helpshort', file=console.err())
+    return 1
+
+
+def _existing_output_dir(path: str) -> str:
+  """`path` made absolute; app.UsageError unless it holds a run (metadata.sqlite)."""
+  path = os.path.abspath(path)
+  if not os.path.isfile(os.path.join(path, 'metadata.sqlite')):
+    raise app.UsageError(f'{path} holds no run (no metadata.sqlite): give the --output_dir of '
+                         'an official-tfx run')
+  return path
+
+
+def report_command(output_dir: str) -> int:
+  """`official-tfx report OUTPUT_DIR`: writes report.html of the last run there again."""
+  output_dir = _existing_output_dir(output_dir)
+  from pipelines import report  # pylint: disable=import-outside-toplevel
+  print(f'official-tfx: report {report.write_report(output_dir)}')
+  return 0
+
+
+def runs_command(output_dir: str, extra=()) -> int:
+  """`official-tfx runs OUTPUT_DIR [--compare A B]`: the runs there, or two runs' differences."""
+  output_dir = _existing_output_dir(output_dir)
+  from pipelines import history  # pylint: disable=import-outside-toplevel
+  which = list(FLAGS.compare or []) + list(extra)
+  if not which:
+    print(history.format_runs(history.list_runs(output_dir)))
+    return 0
+  if len(which) != 2:
+    raise app.UsageError(f'--compare takes two runs, got {len(which)}: {" ".join(which)}')
+  print(history.compare_runs(output_dir, *which))
+  return 0
+
+
+def _dispatch(args):
+  if len(args) == 3 and args[0] == 'runs':  # `runs OUT --compare A B`: B is left positional
+    return runs_command(args[1], args[2:])
   if args == ['list']:
     width = max(map(len, spec_lib.names())) + 2
     for name in spec_lib.names():
@@ -95,14 +233,19 @@ def main(argv):
     return COMMANDS[args[0]](args[1])
   except (KeyError, ValueError) as e:
     raise app.UsageError(str(e).strip('"'))
+  except KeyboardInterrupt:  # before the run started (a run reports its own interrupts)
+    print('\nofficial-tfx: interrupted before the run started; nothing was written by a stage',
+          file=console.err())
+    return 130
 
 
-COMMANDS = {'run': run_command, 'compile': compile_command}
+COMMANDS = {'run': run_command, 'compile': compile_command, 'report': report_command,
+            'runs': runs_command}
 
 
 def entry_point():
   """Console script `official-tfx`."""
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == '__main__':

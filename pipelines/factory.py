@@ -4,8 +4,9 @@ ExampleGen (the spec's raw-format reader) -> StatisticsGen -> ImportSchemaGen (t
 -> ExampleValidator -> AnomaliesGate (stops the run on any anomaly) -> Transform (the spec's
 preprocessing_fn by module path; left out for a model that reads the raw examples) -> Trainer (the
 shared `model_fns.trainer.run_fn`) -> Resolver of the latest blessed model -> Evaluator (TFMA,
-blessing against the thresholds and the baseline) -> Pusher (only a blessed model). Caching is on
-by default.
+blessing against the thresholds and the baseline) -> ServingCheck (components.serving_check: the
+model served in a fresh process answers TF Serving requests as the Evaluator sees it; an
+InfraBlessing) -> Pusher (only a blessed and infra-blessed model). Caching is on by default.
 
 The same pipeline object runs under LocalDagRunner (the embedded default), the `tfx` CLI, Airflow and
 Kubeflow: only the runner changes.
@@ -18,11 +19,16 @@ import os
 import posixpath
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 from tfx import v1 as tfx
 
 from beam_runner import sdk_harness
+from components import record_checks
 from components.anomalies_gate import AnomaliesGate
+from components.serving_check import ServingCheck, default_request_spec
 from model_fns.trainer import TrainerConfig, load_task
+from pipelines import fingerprint
 from pipelines.spec import ModelSpec
 
 RUN_FN = 'model_fns.trainer.run_fn'
@@ -57,6 +63,9 @@ class RunConfig:
     mixed_precision: None, `float16` or `bfloat16` (see model_fns.trainer.TrainerConfig).
     transform_config: the preprocessing_fn's `custom_config`: the spec's `transform_files`,
       resolved (e.g. {'vocab_file': '.../uncased_vocab.txt'}).
+    input_digests: split -> SHA-256 of the split's raw input (pipelines.fingerprint.input_digests);
+      a split is absent when unknown (a remote file). In ExampleGen's cache key, so a file
+      replaced by one of the same size and modification time is read again.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -78,6 +87,7 @@ class RunConfig:
   reduced_data: bool = False
   mixed_precision: Optional[str] = None
   transform_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  input_digests: Dict[str, str] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -101,16 +111,29 @@ def split_patterns(split_files: Mapping[str, str]) -> Tuple[str, Dict[str, str]]
   """{split: file} -> (input_base, {split: pattern relative to input_base}).
 
   Local paths are made absolute; remote URIs (gs://bucket/...) are kept as they are, and must then
-  all share one scheme and bucket.
+  all share one scheme and bucket. File names are taken literally: the ExampleGens and TFX's
+  driver (which fingerprints input_base/pattern) read them as glob patterns, so `[`, `*` and `?`
+  are escaped in the patterns (components.record_checks.escape_glob), and input_base is the
+  deepest common folder whose own path has none of them (a bracketed folder name goes into the
+  escaped patterns).
 
   Raises:
     ValueError: local files mixed with remote ones, or remote ones under different buckets.
   """
+  from components.record_checks import escape_glob  # pylint: disable=import-outside-toplevel
+
+  def no_glob(folder: str, dirname, root: str) -> str:
+    while any(c in folder for c in '[*?') and folder != root:
+      folder = dirname(folder)
+    return folder
+
   remote = {split: is_remote(path) for split, path in split_files.items()}
   if not any(remote.values()):
     paths = {split: os.path.abspath(path) for split, path in split_files.items()}
-    input_base = os.path.commonpath([os.path.dirname(p) for p in paths.values()])
-    return input_base, {split: os.path.relpath(p, input_base) for split, p in paths.items()}
+    input_base = no_glob(os.path.commonpath([os.path.dirname(p) for p in paths.values()]),
+                         os.path.dirname, os.path.dirname(os.sep))
+    return input_base, {split: escape_glob(os.path.relpath(p, input_base))
+                        for split, p in paths.items()}
   prefixes = {path.split('://', 1)[0] + '://' + path.split('://', 1)[1].split('/', 1)[0]
               for path in split_files.values() if is_remote(path)}
   if not all(remote.values()) or len(prefixes) != 1:
@@ -118,9 +141,10 @@ def split_patterns(split_files: Mapping[str, str]) -> Tuple[str, Dict[str, str]]
                      f'{dict(split_files)}')
   (prefix,) = prefixes
   keys = {split: path[len(prefix):].lstrip('/') for split, path in split_files.items()}
-  common = posixpath.commonpath([posixpath.dirname('/' + k) for k in keys.values()]).lstrip('/')
+  common = no_glob(posixpath.commonpath([posixpath.dirname('/' + k) for k in keys.values()]),
+                   posixpath.dirname, '/').lstrip('/')
   input_base = f'{prefix}/{common}'.rstrip('/')
-  return input_base, {split: posixpath.relpath('/' + k, '/' + common)
+  return input_base, {split: escape_glob(posixpath.relpath('/' + k, '/' + common))
                       for split, k in keys.items()}
 
 
@@ -167,6 +191,70 @@ def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
   return trainer
 
 
+def _code(paths: Sequence[str]) -> Optional[str]:
+  """code_fingerprint of the project code among `paths`; None when there is none."""
+  project = [p for p in paths if p and fingerprint.is_project_code(p)]
+  return fingerprint.code_fingerprint(project) if project else None
+
+
+def _eval_config_code(eval_config: Any) -> List[str]:
+  """`module.Class` of every custom metric an EvalConfig (proto or its JSON) names."""
+  if isinstance(eval_config, str):
+    eval_config = json_format.Parse(eval_config, tfma.EvalConfig())
+  return sorted({f'{metric.module}.{metric.class_name}' for spec in eval_config.metrics_specs
+                 for metric in spec.metrics if metric.module})
+
+
+def add_fingerprints(spec: ModelSpec, config: RunConfig, components: Mapping[str, Any]) -> None:
+  """Adds the content fingerprints of the project code and files each component runs on to its
+  exec properties (pipelines.fingerprint.add_to_cache_key), so that TFX's cache re-runs the
+  component when they change, and everything downstream through its new artifacts.
+
+  Args:
+    spec, config: the model and the run.
+    components: node id -> component of the pipeline being built. Fingerprinted: the ExampleGen
+      (`example_gen`: its component and executor modules, the code its settings name, such as the
+      line parser, and `config.input_digests`), `ImportSchemaGen` (the schema file's bytes),
+      `Transform` (the preprocessing_fn and `transform_files`), `Trainer`
+      (`model_fns.trainer.run_fn` and the task), `Evaluator` (the custom metrics of its
+      EvalConfig and the spec's model ops module), and any other component of project code
+      (AnomaliesGate, ServingCheck): its modules and the project code its string exec properties
+      name. Stock TFX components with no project code are left as they are.
+
+  Raises:
+    ModuleNotFoundError: a named module is not on sys.path.
+    FileNotFoundError: the schema or a local transform file is missing.
+  """
+  example_gen = components.get('example_gen')
+  if example_gen is not None:
+    settings = record_checks.custom_config(example_gen.exec_properties)
+    fingerprint.add_to_cache_key(
+        example_gen, code=_code(fingerprint.component_code(example_gen, settings)),
+        data=dict(config.input_digests))
+  if 'ImportSchemaGen' in components:
+    fingerprint.add_to_cache_key(components['ImportSchemaGen'],
+                                 schema=fingerprint.file_fingerprint(spec.schema_file))
+  handled = ('example_gen', 'ImportSchemaGen', 'Transform', 'Trainer', 'Evaluator')
+  for node_id, component in sorted(components.items()):
+    if node_id not in handled and component is not example_gen:  # AnomaliesGate, ServingCheck
+      properties = {k: v for k, v in component.exec_properties.items() if isinstance(v, str)}
+      fingerprint.add_to_cache_key(
+          component, code=_code(fingerprint.component_code(component, properties)))
+  if 'Transform' in components:
+    files = {key: fingerprint.file_fingerprint(path)
+             for key, path in sorted(config.transform_config.items())
+             if isinstance(path, str) and (is_remote(path) or os.path.exists(path))}
+    fingerprint.add_to_cache_key(components['Transform'], code=_code([spec.preprocessing_fn]),
+                                 files={k: v for k, v in files.items() if v})
+  if 'Trainer' in components:
+    fingerprint.add_to_cache_key(components['Trainer'], code=_code([RUN_FN, spec.task]))
+  if 'Evaluator' in components:
+    evaluator = components['Evaluator']
+    fingerprint.add_to_cache_key(evaluator, code=_code(
+        _eval_config_code(evaluator.exec_properties['eval_config'])
+        + [spec.model_ops_module or '']))
+
+
 def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
                     local_metadata: bool = True) -> tfx.dsl.Pipeline:
   """Builds the TFX pipeline of `spec` for one run.
@@ -189,6 +277,8 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
   Raises:
     ValueError: bad model type, hyperparameter or strategy; non-positive train steps or batch
       size; train steps for a task that does not train by steps.
+    ModuleNotFoundError, FileNotFoundError: code or a file to fingerprint is missing (see
+      `add_fingerprints`).
   """
   if spec.train_steps is None and config.train_steps is not None:
     raise ValueError(f'{spec.name} does not train by steps: --train_steps does not apply')
@@ -206,7 +296,8 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
   schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
-  anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'],
+                                 examples=example_gen.outputs['examples'])
   if spec.preprocessing_fn:
     transform = tfx.components.Transform(
         examples=example_gen.outputs['examples'], schema=schema_gen.outputs['schema'],
@@ -243,17 +334,28 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
           config.reduced_data, pretrained=bool(config.hparams.get('init_checkpoint'))
       ).eval_config(),
       module_path=spec.model_ops_module)
+  # Serves the candidate in a fresh TensorFlow process with the spec's op libraries and checks
+  # its answers to TF Serving requests built from eval examples (InfraValidator's contract).
+  serving_check = ServingCheck(
+      model=trainer.outputs['model'], examples=example_gen.outputs['examples'],
+      request_spec=default_request_spec(split_name='eval'),
+      serving_op_modules=spec.serving_op_modules, model_name=spec.name)
+  serving_check.add_upstream_node(evaluator)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=serving_check.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_model_dir)))
 
+  components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
+                *preprocessing, trainer, model_resolver, evaluator, serving_check, pusher]
+  add_fingerprints(spec, config, {'example_gen': example_gen,
+                                  **{c.id: c for c in components if c is not example_gen}})
   return tfx.dsl.Pipeline(
       pipeline_name=spec.name,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                  *preprocessing, trainer, model_resolver, evaluator, pusher],
+      components=components,
       enable_cache=config.enable_cache,
       metadata_connection_config=(
           tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)

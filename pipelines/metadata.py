@@ -7,15 +7,27 @@ wrote, so the summary is the same whether the run trained or was served from the
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
-import sys
+import shutil
 import threading
 import time
-from typing import Any, Dict, List, TextIO
+from typing import Any, Callable, Dict, List, Optional, TextIO
 
 import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+
+from components import serving_check
+
+from pipelines import progress as progress_lib
+
+_UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+# An execution property this project sets on an execution it closes: why it was closed.
+CLOSED_NOTE = 'official_tfx_closed'
+_REPORT_PREFIX = 'malformed_rows-'  # components.record_checks writes one per split
+MAX_LISTED = 5  # bad rows of a split listed in the summary and on the console
 
 _TERMINAL = {metadata_store_pb2.Execution.COMPLETE: 'done',
              metadata_store_pb2.Execution.CACHED: 'cached',
@@ -24,12 +36,12 @@ _TERMINAL = {metadata_store_pb2.Execution.COMPLETE: 'done',
 
 
 def open_store(path: str, readonly: bool = True) -> mlmd.MetadataStore:
-  """An MLMD store over the SQLite file at `path`."""
+  """An MLMD store over the SQLite file at `path` (created when missing, unless `readonly`)."""
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = path
   config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
                                    if readonly else
-                                   metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE)
+                                   metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
   return mlmd.MetadataStore(config)
 
 
@@ -68,30 +80,176 @@ def output_artifacts(store: mlmd.MetadataStore, execution_id: int) -> List[Any]:
   return store.get_artifacts_by_id(ids) if ids else []
 
 
+@dataclasses.dataclass
+class ClosedStage:
+  """An execution this project closed (see `close_unfinished`): its stage, MLMD id and the
+  artifact folders it had begun that no artifact references, now removed."""
+  name: str
+  execution_id: int
+  removed: List[str]
+
+
+def _node_name(store: mlmd.MetadataStore, execution_id: int, pipeline_name: str) -> Optional[str]:
+  """The node id (e.g. `Trainer`) of an execution of `pipeline_name`; None for another pipeline's."""
+  for context in store.get_contexts_by_execution(execution_id):
+    if context.name.startswith(pipeline_name + '.'):
+      return context.name[len(pipeline_name) + 1:]
+  return None
+
+
+def _unreferenced_folders(store: mlmd.MetadataStore, pipeline_root: str, node: str,
+                          execution_id: int) -> List[str]:
+  """The folders TFX's launcher made under `pipeline_root/node` for one execution (its outputs,
+  `<output key>/<execution id>`, and its scratch `.system/executor_execution/<execution id>`)
+  that no artifact in the store points into."""
+  node_dir = os.path.join(pipeline_root, node)
+  if not os.path.isdir(node_dir):
+    return []
+  candidates = [os.path.join(node_dir, key, str(execution_id)) for key in os.listdir(node_dir)
+                if not key.startswith('.')]
+  candidates.append(os.path.join(node_dir, '.system', 'executor_execution', str(execution_id)))
+  referenced = [a.uri.rstrip('/') for a in store.get_artifacts() if a.uri]
+  return [folder for folder in candidates if os.path.isdir(folder) and not any(
+      uri == folder or uri.startswith(folder + os.sep) for uri in referenced)]
+
+
+def close_unfinished(metadata_path: str, pipeline_name: str, pipeline_root: str, note: str,
+                     since_ms: Optional[int] = None) -> List[ClosedStage]:
+  """Marks the executions of `pipeline_name` still NEW or RUNNING as CANCELED, TFX's state for an
+  execution that will not finish, and removes the artifact folders they had begun.
+
+  Called when a run is interrupted (`since_ms`: the run's start, so only its own executions) and
+  before a run starts (`since_ms` None: every unfinished execution, left by a run that was killed;
+  the caller holds the output directory's run lock, so no live run owns one). Folders are removed
+  only on a local `pipeline_root`, and only those no artifact references.
+
+  Args:
+    metadata_path: the run's ML Metadata SQLite file (nothing happens when it does not exist).
+    pipeline_name: the pipeline whose executions to close.
+    pipeline_root: where the components write their artifacts.
+    note: why they were closed, stored as the execution's custom property `official_tfx_closed`.
+    since_ms: only executions created at or after this time (ms since the epoch).
+
+  Returns:
+    The closed executions, in creation order.
+  """
+  if not os.path.exists(metadata_path):
+    return []
+  store = open_store(metadata_path, readonly=False)
+  unfinished = [e for e in store.get_executions()
+                if e.last_known_state in _UNFINISHED
+                and (since_ms is None or e.create_time_since_epoch >= since_ms)]
+  closed = []
+  for execution in sorted(unfinished, key=lambda e: (e.create_time_since_epoch, e.id)):
+    node = _node_name(store, execution.id, pipeline_name)
+    if node is None:
+      continue
+    execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+    execution.custom_properties[CLOSED_NOTE].string_value = note
+    store.put_executions([execution])
+    removed = []
+    if '://' not in pipeline_root:
+      for folder in _unreferenced_folders(store, pipeline_root, node, execution.id):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    closed.append(ClosedStage(node, execution.id, removed))
+  return closed
+
+
+def split_reports(store: mlmd.MetadataStore, execution_id: int) -> Dict[str, Dict[str, Any]]:
+  """{split: the `malformed_rows-<split>.json` report} of the Examples an ExampleGen execution
+  output (components.record_checks.check_malformed writes them); {} for another execution."""
+  reports = {}
+  for artifact in output_artifacts(store, execution_id):
+    if not artifact.uri or not os.path.isdir(artifact.uri):
+      continue
+    for name in sorted(os.listdir(artifact.uri)):
+      if name.startswith(_REPORT_PREFIX) and name.endswith('.json'):
+        with open(os.path.join(artifact.uri, name)) as f:
+          report = json.load(f)
+        reports[report.get('split') or name[len(_REPORT_PREFIX):-len('.json')]] = report
+  return reports
+
+
+def malformed_summary(reports: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+  """The run summary's `malformed`: {split: {count, fraction, first: [{file, line | record,
+  reason}, ...] (at most MAX_LISTED)}} for each split with rows (or records, files) left out, and
+  `notices` per split for what was done to the input without leaving anything out (a byte-order
+  mark stripped, a header line skipped)."""
+  result = {}
+  for split, report in reports.items():
+    count = int(report.get('malformed_rows') or 0)
+    notices = list(report.get('notices') or [])
+    if not count and not notices:
+      continue
+    entry: Dict[str, Any] = {'count': count,
+                             'fraction': round(float(report.get('malformed_fraction') or 0), 6)}
+    entry['first'] = [{k: v for k, v in bad.items() if k != 'text'}
+                      for bad in (report.get('first_malformed') or [])[:MAX_LISTED]]
+    if notices:
+      entry['notices'] = notices
+    result[split] = entry
+  return result
+
+
+def describe_malformed(split: str, entry: Dict[str, Any]) -> List[str]:
+  """Console lines for one split of `malformed_summary`: how many were left out and the first
+  ones as `file:line: reason`, then the notices."""
+  lines = []
+  if entry['count']:
+    lines.append(f'{split}: {entry["count"]:,} malformed row(s) left out '
+                 f'({100 * entry["fraction"]:.3f}% of the split):')
+    for bad in entry['first']:
+      where = bad.get('line', bad.get('record'))
+      position = f':{where}' if 'line' in bad else (f' record {where}' if where is not None
+                                                     else '')
+      lines.append(f'  {bad.get("file")}{position}: {bad.get("reason")}')
+    if entry['count'] > len(entry['first']):
+      lines.append(f'  ... and {entry["count"] - len(entry["first"]):,} more (run_summary.json, '
+                   'the log)')
+  lines.extend(f'{split}: {notice}' for notice in entry.get('notices', []))
+  return lines
+
+
 class ProgressMonitor:
-  """Prints `[i/N] <component> running` and `... done in S s | cached | FAILED` while a run goes on.
+  """Reports the stages of a run as they start and finish, to a `pipelines.progress.Display`:
+  by default plain lines, `[i/N] <component> running` and `... done in S s | cached | FAILED`.
 
   Polls the MLMD store (read-only) from a background thread; use as a context manager around the
-  runner's `run`.
+  runner's `run` (it opens the display too, which then also shows the Trainer's training
+  progress). `on_finished(store, stage)`, if given, returns lines about a stage that has finished
+  (done or cached), e.g. the rows its ExampleGen left out; the display shows them.
+
+  Args:
+    out: the stream of the default plain display (None: `sys.stdout`); ignored with `display`.
+    display: where to report (see `pipelines.progress.display_for`).
   """
 
   def __init__(self, metadata_path: str, pipeline_name: str, node_ids: List[str],
-               since_ms: int, out: TextIO = sys.stdout, interval: float = 0.5):
+               since_ms: int, out: Optional[TextIO] = None, interval: float = 0.5,
+               on_finished: Optional[Callable[[mlmd.MetadataStore, Stage], List[str]]] = None,
+               display: Optional[progress_lib.Display] = None):
     self._path, self._pipeline, self._nodes = metadata_path, pipeline_name, node_ids
-    self._since, self._out, self._interval = since_ms, out, interval
+    self._since, self._interval = since_ms, interval
+    self._on_finished = on_finished
+    self.display = display or progress_lib.PlainDisplay(node_ids, out)
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._loop, daemon=True)
     self._reported: Dict[int, str] = {}
     self._store = None
 
   def __enter__(self):
+    self.display.__enter__()
     self._thread.start()
     return self
 
   def __exit__(self, *exc):
     self._stop.set()
     self._thread.join()
-    self._poll()  # the last transitions
+    try:
+      self._poll()  # the last transitions
+    finally:
+      self.display.__exit__(*exc)
 
   def _loop(self):
     while not self._stop.wait(self._interval):
@@ -107,20 +265,18 @@ class ProgressMonitor:
     except Exception:  # pylint: disable=broad-except
       return  # the store is busy: try again at the next tick.
     for stage in stages:
-      position = (self._nodes.index(stage.name) + 1) if stage.name in self._nodes else 0
-      prefix = f'[{position:2d}/{len(self._nodes)}] {stage.name}'
       seen = self._reported.get(stage.execution_id)
       if seen is None and stage.state in ('NEW', 'RUNNING'):
-        self._print(f'{prefix} running')
+        self.display.stage_running(stage.name)
         self._reported[stage.execution_id] = 'running'
       done = _TERMINAL.get(metadata_store_pb2.Execution.State.Value(stage.state))
       if done and seen != 'final':
-        detail = 'cached' if stage.cached else f'{done} in {stage.seconds:.1f} s'
-        self._print(f'{prefix} {detail}')
+        self.display.stage_finished(stage.name, done, stage.seconds, stage.cached)
         self._reported[stage.execution_id] = 'final'
-
-  def _print(self, line: str):
-    print(line, file=self._out, flush=True)
+        if self._on_finished and done in ('done', 'cached'):
+          lines = self._on_finished(self._store, stage)
+          if lines:
+            self.display.notices(stage.name, lines)
 
 
 def evaluation_metrics(uri: str, model_name: str = '') -> Dict[str, Dict[str, float]]:
@@ -147,33 +303,51 @@ def evaluation_metrics(uri: str, model_name: str = '') -> Dict[str, Dict[str, fl
 
 def summarize(store: mlmd.MetadataStore, pipeline_name: str, since_ms: int,
               summary_metrics: Dict[str, str]) -> Dict[str, Any]:
-  """The run summary's `stages`, `metrics`, `slices`, `blessed`, `pushed_model` and `examples`
-  (examples written per split by ExampleGen), read from MLMD.
+  """The run summary's `stages`, `metrics`, `undefined_metrics`, `slices`, `blessed`,
+  `infra_blessing` (the serving check's verdict, reason and measurements), `pushed_model`, `examples` (examples written per split by ExampleGen) and `malformed` (see
+  `malformed_summary`), read from MLMD.
 
   `metrics` maps the run-summary names of `summary_metrics` to the overall slice's values;
-  `slices` holds every slice's values under TFMA's names.
+  `slices` holds every slice's values under TFMA's names. A metric that is undefined on the eval
+  data (NaN in TFMA's output: recall with no positive label, ...) is null in both, and its TFMA
+  name is listed in `undefined_metrics` (overall slice).
   """
   stages = stages_since(store, pipeline_name, since_ms)
   summary: Dict[str, Any] = {
-      'stages': [{'name': s.name, 'seconds': s.seconds, 'cached': s.cached} for s in stages],
-      'metrics': {}, 'slices': {}, 'blessed': False, 'pushed_model': None, 'examples': {}}
+      'stages': [{'name': s.name, 'seconds': s.seconds, 'cached': s.cached, 'state': s.state}
+                 for s in stages],
+      'metrics': {}, 'undefined_metrics': [], 'slices': {}, 'blessed': False,
+      'infra_blessing': None, 'pushed_model': None, 'examples': {}, 'malformed': {}}
   for stage in stages:
+    summary['malformed'].update(malformed_summary(split_reports(store, stage.execution_id)))
     for artifact in output_artifacts(store, stage.execution_id):
       props = artifact.custom_properties
       for key, value in props.items():  # ExampleGen's valid rows per split
         if key.startswith('valid_rows_'):
           summary['examples'][key[len('valid_rows_'):]] = value.int_value
       if stage.name == 'Evaluator' and artifact.uri and 'blessed' not in props:
-        slices = evaluation_metrics(artifact.uri, model_name='candidate')
+        slices = {name: {k: _defined(v) for k, v in values.items()}
+                  for name, values in evaluation_metrics(artifact.uri,
+                                                         model_name='candidate').items()}
         summary['slices'] = {k: v for k, v in slices.items() if k}
         overall = slices.get('', {})
         summary['metrics'] = {name: overall.get(tfma_name)
                               for name, tfma_name in summary_metrics.items()}
+        # NaN (no positive label for recall, one class for AUC, ...) is written as null.
+        summary['undefined_metrics'] = sorted(name for name, value in overall.items()
+                                              if value is None)
       elif stage.name == 'Evaluator' and 'blessed' in props:
         summary['blessed'] = bool(props['blessed'].int_value)
+      elif stage.name == 'ServingCheck' and 'blessed' in props:
+        summary['infra_blessing'] = serving_check.serving_check_summary(props)
       elif stage.name == 'Pusher' and props.get('pushed') and props['pushed'].int_value:
         summary['pushed_model'] = props['pushed_destination'].string_value
   return summary
+
+
+def _defined(value: float) -> Optional[float]:
+  """A metric value, or None where it is undefined (NaN: JSON has no NaN)."""
+  return None if value is None or math.isnan(value) else value
 
 
 def now_ms() -> int:

@@ -2,28 +2,174 @@
 and writes `run_summary.json`.
 
 The summary has the same keys for every model: `model`, `model_type`, `stages` (a list of
-`{name, seconds, cached}` in execution order), `metrics` (the spec's summary metrics of the overall
-slice, at least `accuracy` and `auc` for classifiers), `slices` (TFMA metrics per slice), `blessed`,
-`pushed_model` (the pushed SavedModel directory or null), `data` (per split: the raw `file`, the
-`first_row` and `num_rows` asked for, null meaning to the end, and the `examples` written),
-`wall_seconds` and `error` (null, or the message of the failure that stopped the run).
+`{name, seconds, cached, state}` in execution order), `metrics` (the spec's summary metrics of the
+overall slice, at least `accuracy` and `auc` for classifiers; null where undefined on the eval
+data), `undefined_metrics` (TFMA names of the overall slice's undefined metrics), `slices` (TFMA
+metrics per slice), `blessed`, `infra_blessing` (components.serving_check's verdict: `blessed`,
+`reason`, load time, batch-1 latency, throughput), `pushed_model` (the pushed SavedModel directory
+or null), `data`
+(per split: the raw `file`, the `first_row` and `num_rows` asked for, null meaning to the end, and
+the `examples` written), `malformed` (per split with input left out or adjusted: `count`,
+`fraction`, the `first` few as `{file, line | record, reason}`, and `notices`), `wall_seconds` and
+`error` (null, `interrupted`, or the message of the failure that stopped the run); an interrupted
+run adds `interrupted` (`signal`, `stage`, the unfinished artifact folders `removed`), a partial
+run `partial_run` (`from_stage`, `to_stage`). `config` holds the run's settings with the model's
+defaults filled in (steps, batch size, hyperparameters, seeds, the Trainer's configuration) and
+`versions` the installed versions of this project, TFX, TensorFlow, Beam, TFT, TFMA and TFDV;
+`run_id` is TFX's pipeline run id. Each run's summary is also kept as
+`runs/<run id>/run_summary.json`, and `report.html` (pipelines.report) is written beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
+import fcntl
 import json
 import os
+import re
+import signal
 import tempfile
+import threading
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
+from absl import logging
 from tfx import v1 as tfx
+from tfx.orchestration import pipeline as pipeline_lib
 
-from pipelines import metadata
+from pipelines import history, metadata, report
+from pipelines import progress as progress_lib
 from pipelines.factory import RunConfig, create_pipeline, trainer_config
 from pipelines.spec import ModelSpec
 
 SUMMARY_FILE = 'run_summary.json'
+LOCK_FILE = '.official-tfx.lock'
+INTERRUPTED = 'interrupted'
+# The stage names `--from_stage` / `--to_stage` take: the node ids, with `ExampleGen` standing for
+# whichever ExampleGen the model reads its raw format with.
+EXAMPLE_GEN = 'ExampleGen'
+
+
+class RunInterrupted(KeyboardInterrupt):
+  """The run received SIGINT or SIGTERM. `signal_name` is `SIGINT` or `SIGTERM`; `exit_status`
+  the shell's convention, 128 + the signal number (130, 143)."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signal_name = signal.Signals(signum).name
+    self.exit_status = 128 + signum
+
+
+class OutputDirBusy(RuntimeError):
+  """Another run holds the output directory's run lock."""
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: str) -> Iterator[None]:
+  """Holds `<output_dir>/.official-tfx.lock` (an exclusive flock) for the duration of a run, so
+  that one run at a time writes an output directory: two runs into one directory would both
+  execute every stage into one ML Metadata store and mix their summaries. The lock file records
+  the holder's pid and start time; the lock itself dies with the process (kill -9 included).
+
+  Raises:
+    OutputDirBusy: another process holds the lock (the message names its pid and start).
+  """
+  path = os.path.join(output_dir, LOCK_FILE)
+  with open(path, 'a+') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES):
+        raise
+      f.seek(0)
+      holder = f.read().strip() or 'another process'
+      raise OutputDirBusy(f'{output_dir} is in use by another run ({holder}); wait for it to '
+                          'end or choose another --output_dir') from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()}, started {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+    f.flush()
+    try:
+      yield
+    finally:
+      f.truncate(0)
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+  """Within the block, SIGINT and SIGTERM raise RunInterrupted in the main thread (a no-op
+  elsewhere, where Python cannot install handlers); the previous handlers come back after."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def handler(signum, frame):
+    del frame
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the clean-up
+      signal.signal(sig, signal.SIG_IGN)
+    raise RunInterrupted(signum)
+
+  previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+  try:
+    yield
+  finally:
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+
+def stage_names(spec: ModelSpec) -> List[str]:
+  """The stages `--from_stage` / `--to_stage` accept for `spec`, in pipeline order."""
+  return [EXAMPLE_GEN, 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator', 'AnomaliesGate',
+          *(['Transform'] if spec.preprocessing_fn else []), 'Trainer', 'Evaluator', 'ServingCheck',
+          'Pusher']
+
+
+def check_stage(spec: ModelSpec, name: Optional[str], flag: str) -> Optional[str]:
+  """`name` as one of `stage_names(spec)` (case-insensitive); None for None.
+
+  Raises:
+    ValueError: not a stage of the model's pipeline (the message lists them).
+  """
+  if name is None:
+    return None
+  known = {n.lower(): n for n in stage_names(spec)}
+  if name.lower() not in known:
+    raise ValueError(f'--{flag}={name}: not a stage of {spec.name}; expected one of '
+                     f'{", ".join(stage_names(spec))}')
+  return known[name.lower()]
+
+
+def partial_run_options(pipeline: tfx.dsl.Pipeline, from_stage: Optional[str],
+                        to_stage: Optional[str]) -> Optional[pipeline_lib.RunOptions]:
+  """TFX's partial run (`RunOptions`) from `from_stage` through `to_stage` (stage names of
+  `stage_names`); None when neither is given. The stages outside the range are not run; the ones
+  inside take their other inputs from the last run's artifacts (TFX's snapshot of the previous
+  pipeline run)."""
+  if not (from_stage or to_stage):
+    return None
+  ids = [c.id for c in pipeline.components]
+
+  def node_id(stage):
+    if stage != EXAMPLE_GEN:
+      return stage
+    return next(i for i in ids if i.endswith(EXAMPLE_GEN) and i != 'ImportSchemaGen')
+
+  return pipeline_lib.RunOptions(
+      from_nodes=[node_id(from_stage)] if from_stage else None,
+      to_nodes=[node_id(to_stage)] if to_stage else None)
+
+
+_BEAM_STAGE = re.compile(r"\s*\[while running '[^']*'\]")
+
+
+def error_message(error: BaseException) -> str:
+  """`Type: message` of a run's error, without the `[while running 'Stage/Name']` suffixes Beam
+  appends (they name Beam transforms, which mean nothing to a user; the message itself names the
+  file, row or field)."""
+  return f'{type(error).__name__}: {_BEAM_STAGE.sub("", str(error)).strip()}'
 
 
 def write_json_atomically(path: str, value: Any) -> None:
@@ -35,33 +181,119 @@ def write_json_atomically(path: str, value: Any) -> None:
   os.replace(tmp, path)
 
 
+def _reported_inputs(store, stage) -> List[str]:
+  """ProgressMonitor's `on_finished`: the rows an ExampleGen left out, and its notices."""
+  lines = []
+  for split, entry in metadata.malformed_summary(
+      metadata.split_reports(store, stage.execution_id)).items():
+    lines.extend(metadata.describe_malformed(split, entry))
+  return lines
+
+
 def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
-        progress: Optional[Any] = None) -> Dict[str, Any]:
+        progress: Optional[Any] = None, from_stage: Optional[str] = None,
+        to_stage: Optional[str] = None) -> Dict[str, Any]:
   """Runs the pipeline of `spec` to the end and returns the run summary (also in run_summary.json).
+
+  One run at a time per output directory (`run_lock`). Before it starts, executions that a killed
+  run left unfinished in ML Metadata are marked CANCELED and the artifact folders they began are
+  removed (`metadata.close_unfinished`). SIGINT and SIGTERM stop the run cleanly: its unfinished
+  execution is marked CANCELED, the summary is written with `error` `interrupted`, and
+  RunInterrupted is raised; the same command then resumes, the finished stages coming from the
+  cache.
 
   Args:
     spec: the model.
     config: the run's settings (output_dir receives everything).
     split_files: {split: raw data file}, resolved and verified (preprocessing.datasets).
     progress: stream for the per-component progress lines (default stdout); False silences them.
+    from_stage, to_stage: a partial run (TFX's RunOptions) over these stages (`stage_names`),
+      the others' outputs taken from the last run; None: from the first, to the last.
 
   Raises:
+    OutputDirBusy: another run is writing `config.output_dir`.
+    RunInterrupted: SIGINT or SIGTERM, after the summary has been written.
     Whatever stopped the run (a component's error: malformed rows, anomalies, ...), after the
     summary with its `error` has been written.
   """
-  model_type = trainer_config(spec, config).model_type
+  trainer = trainer_config(spec, config)
+  model_type = trainer.model_type
+  from_stage = check_stage(spec, from_stage, 'from_stage')
+  to_stage = check_stage(spec, to_stage, 'to_stage')
   pipeline = create_pipeline(spec, config, split_files)
+  run_options = partial_run_options(pipeline, from_stage, to_stage)
   os.makedirs(config.output_dir, exist_ok=True)
+  say = (lambda line: None) if progress is False else (
+      lambda line: print(line, file=progress, flush=True) if progress else print(line, flush=True))
+  with run_lock(config.output_dir):
+    abandoned = metadata.close_unfinished(
+        config.metadata_path, spec.name, config.pipeline_root,
+        note='abandoned: the run that started it ended without finishing it')
+    for stage in abandoned:
+      say(f'  note: {stage.name} (execution {stage.execution_id}) was left running by an earlier '
+          f'run that was killed: marked canceled, {len(stage.removed)} unfinished artifact '
+          f'folder(s) removed')
+    summary, error = _run_and_summarize(spec, config, split_files, pipeline, run_options,
+                                        progress, model_type, settings(spec, config, trainer))
+  if error is not None:
+    raise error
+  return summary
+
+
+def settings(spec: ModelSpec, config: RunConfig, trainer: Any) -> Dict[str, Any]:
+  """The run summary's `config`: the run's settings with the spec's defaults filled in (train
+  steps, batch size, the task's hyperparameters, seeds) and the Trainer's whole configuration."""
+  from model_fns.trainer import load_task  # pylint: disable=import-outside-toplevel
+  resolved = dataclasses.asdict(config)
+  resolved['train_steps'] = config.train_steps or spec.train_steps
+  resolved['batch_size'] = trainer.batch_size
+  resolved['model_type'] = trainer.model_type
+  resolved['max_malformed_fraction'] = (spec.max_malformed_fraction
+                                        if config.max_malformed_fraction is None
+                                        else config.max_malformed_fraction)
+  resolved['trainer'] = dict(trainer.to_custom_config(),
+                             hparams=load_task(trainer).hparams(trainer.hparams))
+  return json.loads(json.dumps(resolved, default=str))
+
+
+def versions() -> Dict[str, Optional[str]]:
+  """The installed versions of this project and of the stack a run's results depend on."""
+  from importlib import metadata as importlib_metadata  # pylint: disable=import-outside-toplevel
+  found = {}
+  for package in ('official-tfx', 'tfx', 'tensorflow', 'tf-keras', 'apache-beam',
+                  'tensorflow-transform', 'tensorflow-model-analysis',
+                  'tensorflow-data-validation', 'ml-metadata'):
+    try:
+      found[package] = importlib_metadata.version(package)
+    except importlib_metadata.PackageNotFoundError:
+      found[package] = None
+  return found
+
+
+def _run_and_summarize(spec, config, split_files, pipeline, run_options, progress, model_type,
+                       resolved_config):
+  """`run`'s body under the run lock: returns (summary, the error that stopped the run or None)."""
   node_ids = [c.id for c in pipeline.components]
   started, since_ms = time.time(), metadata.now_ms()
-  error = None
+  error: Optional[BaseException] = None
+  interrupted: Optional[Dict[str, Any]] = None
   try:
-    if progress is False:
-      tfx.orchestration.LocalDagRunner().run(pipeline)
-    else:
-      kwargs = {'out': progress} if progress else {}
-      with metadata.ProgressMonitor(config.metadata_path, spec.name, node_ids, since_ms, **kwargs):
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+    with interrupts_raise():
+      if progress is False:
+        tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+      else:
+        # A stream: plain lines to it; None: a live table on a terminal, else plain lines.
+        display = progress_lib.display_for(progress or None, node_ids)
+        with metadata.ProgressMonitor(config.metadata_path, spec.name, node_ids, since_ms,
+                                      on_finished=_reported_inputs, display=display):
+          tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+  except RunInterrupted as e:
+    error = e
+    closed = metadata.close_unfinished(config.metadata_path, spec.name, config.pipeline_root,
+                                       note=f'interrupted ({e.signal_name})', since_ms=since_ms)
+    interrupted = {'signal': e.signal_name,
+                   'stage': closed[-1].name if closed else None,
+                   'removed': [folder for stage in closed for folder in stage.removed]}
   except Exception as e:  # pylint: disable=broad-except
     error = e
   wall = time.time() - started
@@ -70,17 +302,33 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
     summary.update(metadata.summarize(metadata.open_store(config.metadata_path), spec.name,
                                       since_ms, dict(spec.evaluation.summary_metrics)))
   else:
-    summary.update({'stages': [], 'metrics': {}, 'slices': {}, 'blessed': False,
-                    'pushed_model': None, 'examples': {}})
+    summary.update({'stages': [], 'metrics': {}, 'undefined_metrics': [], 'slices': {},
+                    'blessed': False, 'infra_blessing': None, 'pushed_model': None,
+                    'examples': {}, 'malformed': {}})
   examples = summary.pop('examples', {})
   data = {}
   for split, path in split_files.items():
     first_row, num_rows = config.row_ranges.get(split, (0, None))
     data[split] = {'file': path, 'first_row': first_row, 'num_rows': num_rows,
                    'examples': examples.get(split)}
-  summary.update({'data': data, 'wall_seconds': round(wall, 2),
-                  'error': None if error is None else f'{type(error).__name__}: {error}'})
+  summary.update({'data': data, 'wall_seconds': round(wall, 2), 'config': resolved_config,
+                  'versions': versions()})
+  if run_options is not None:
+    summary['partial_run'] = {'from_stage': list(run_options.from_nodes or []),
+                              'to_stage': list(run_options.to_nodes or [])}
+  if interrupted is not None:
+    summary.update({'error': INTERRUPTED, 'interrupted': interrupted})
+  else:
+    summary['error'] = None if error is None else error_message(error)
+  run_id = history.run_id_since(config.output_dir, spec.name, since_ms)
+  summary['run_id'] = run_id
   write_json_atomically(os.path.join(config.output_dir, SUMMARY_FILE), summary)
-  if error is not None:
-    raise error
-  return summary
+  if run_id:  # every run's summary is kept; the one at the top is the latest
+    kept = history.summary_path(config.output_dir, run_id)
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    write_json_atomically(kept, summary)
+  try:  # the report (and the pushed model's card) of this run, failed or not
+    report.write_report(config.output_dir, model=spec.name)
+  except Exception:  # pylint: disable=broad-except
+    logging.exception('The run report was not written')  # a report never fails a run
+  return summary, error

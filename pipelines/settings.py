@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from absl import app, flags
 
 from beam_runner import runners as beam_runners
 from model_fns.strategy import STRATEGIES
 from pipelines import spec as spec_lib
-from pipelines import factory
+from pipelines import factory, fingerprint
 from pipelines.factory import RunConfig
 from preprocessing import datasets
 
@@ -38,25 +38,27 @@ flags.DEFINE_string('image', None, 'compile: the container image of every compon
                     'package installed (default: TFX\'s image, which lacks it).')
 flags.DEFINE_string('output_file', None, 'compile: the KFP v2 pipeline spec to write; default '
                     '<model>_pipeline.json.')
-flags.DEFINE_integer('train_steps', None, 'Training steps; default: the model\'s.')
-flags.DEFINE_integer('batch_size', None, 'Global training batch size; default: the model\'s.')
+flags.DEFINE_integer('train_steps', None, 'Training steps; default: the model\'s.', lower_bound=1)
+flags.DEFINE_integer('batch_size', None, 'Global training batch size; default: the model\'s.',
+                     lower_bound=1)
 flags.DEFINE_string('hparams', '{}', 'JSON object of hyperparameter overrides, e.g. '
                     '\'{"learning_rate": 0.003, "hidden_units": [64, 32]}\'.')
 flags.DEFINE_enum('distribution_strategy', 'default', STRATEGIES, 'tf.distribute strategy.')
-flags.DEFINE_integer('num_gpus', 0, 'GPUs for one_device / mirrored.')
+flags.DEFINE_integer('num_gpus', 0, 'GPUs for one_device / mirrored.', lower_bound=0)
 flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strategy.')
 flags.DEFINE_enum('mixed_precision', None, ['float16', 'bfloat16'], 'Train in mixed precision: '
                   'float16 on GPUs, bfloat16 on TPUs (cifar10, imagenet).')
 flags.DEFINE_enum('beam_runner', 'direct', beam_runners.RUNNERS, 'Where the Beam stages run '
                   '(ExampleGen, StatisticsGen, Transform, Evaluator).')
 flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
-                     'multi-process.')
+                     'multi-process.', lower_bound=1)
 flags.DEFINE_string('project', None, 'Dataflow: Google Cloud project id.')
 flags.DEFINE_string('region', None, 'Dataflow: region, e.g. us-central1.')
 flags.DEFINE_string('temp_location', None, 'Dataflow: gs:// temporary location.')
 flags.DEFINE_string('staging_location', None, 'Dataflow: gs:// staging location (default: temp).')
-flags.DEFINE_integer('num_workers', None, 'Dataflow: initial workers.')
-flags.DEFINE_integer('max_num_workers', None, 'Dataflow: maximum workers (autoscaling).')
+flags.DEFINE_integer('num_workers', None, 'Dataflow: initial workers.', lower_bound=1)
+flags.DEFINE_integer('max_num_workers', None, 'Dataflow: maximum workers (autoscaling).',
+                     lower_bound=1)
 flags.DEFINE_string('machine_type', None, 'Dataflow: worker machine type, e.g. n2-standard-4.')
 flags.DEFINE_string('setup_file', None, 'Dataflow: the package shipped to workers (default: this '
                     'checkout\'s setup.py).')
@@ -74,7 +76,7 @@ BEAM_FLAGS = ('project', 'region', 'temp_location', 'staging_location', 'num_wor
 flags.DEFINE_boolean('enable_cache', True, 'Reuse the outputs of unchanged components.')
 flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fraction of a '
                    'split\'s raw rows is malformed; default: the model\'s (census 0.001, higgs 0: '
-                   'the first malformed row fails the run).')
+                   'the first malformed row fails the run).', lower_bound=0, upper_bound=0.999999)
 flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- and '
                      'post-transform statistics (slower).')
 flags.DEFINE_boolean('transform_analyzer_cache', False, 'Let Transform write tf.Transform\'s '
@@ -83,6 +85,15 @@ flags.DEFINE_string('train_data', None, 'Read the train split from this file ins
                     'canonical one (same raw format; not checksummed). A remote URI (gs://...) is '
                     'read where ExampleGen runs (compile, remote runners).')
 flags.DEFINE_string('eval_data', None, 'Likewise for the eval split.')
+flags.DEFINE_string('ratings_data', None, 'movielens: read the ratings from this file instead of '
+                    'the canonical one (same raw format); it feeds both splits (leave-one-out), so '
+                    '--train_data and --eval_data do not apply.')
+flags.DEFINE_string('from_stage', None, 'Partial run: run from this stage (e.g. Trainer) to the '
+                    'end, or to --to_stage, re-running it and what follows (no cache) with the '
+                    'other stages\' outputs taken from the last run in --output_dir.')
+flags.DEFINE_string('to_stage', None, 'Partial run: stop after this stage (e.g. Transform).')
+flags.DEFINE_list('compare', None, 'runs: two runs to compare (run ids, unique prefixes or '
+                  'positions: 1 the oldest, -1 the newest), e.g. --compare 1 -1.')
 flags.DEFINE_boolean('sample', False, 'Read the dataset\'s small real samples from the data root '
                      'instead of its canonical files (higgs: HIGGS.sample-11k.csv to train, '
                      'HIGGS.sample-5k.csv to evaluate).')
@@ -97,13 +108,17 @@ for _split in ('train', 'eval'):
 # Hyperparameter flags of the seed models; each overrides the --hparams entry of the same name.
 flags.DEFINE_float('learning_rate', None, 'Learning rate (census: Adam; higgs: the boosting '
                    'shrinkage, seed 0.1).')
-flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).')
-flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).')
-flags.DEFINE_integer('num_factors', None, 'movielens: GMF embedding size (seed 8; benchmark 64).')
+flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).',
+                     lower_bound=1)
+flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).', lower_bound=1)
+flags.DEFINE_integer('num_factors', None, 'movielens: GMF embedding size (seed 8; benchmark 64).',
+                     lower_bound=1)
 flags.DEFINE_list('layers', None, 'movielens: MLP layer sizes, the first split between the user '
                   'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64).')
-flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).')
-flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).')
+flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).',
+                     lower_bound=1)
+flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).',
+                     lower_bound=1)
 flags.DEFINE_string('init_checkpoint', None, 'mrpc: a Google BERT checkpoint prefix '
                     '(.../bert_model.ckpt, bert_config.json beside it) to fine-tune from.')
 HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layers', 'num_neg',
@@ -165,6 +180,80 @@ def _beam_pipeline_args():
   return beam_runners.pipeline_args(config)
 
 
+DATA_FLAGS = ('train_data', 'eval_data', 'ratings_data')
+
+
+def _hparams() -> Dict[str, Any]:
+  """--hparams with the hyperparameter flags applied; raises app.UsageError on bad JSON."""
+  try:
+    hparams = json.loads(FLAGS.hparams)
+  except json.JSONDecodeError as e:
+    raise app.UsageError(f'--hparams is not a JSON object: {e}')
+  if not isinstance(hparams, dict):
+    raise app.UsageError('--hparams must be a JSON object')
+  for name in HPARAM_FLAGS:
+    value = getattr(FLAGS, name)
+    if value is None:
+      continue
+    if name == 'layers':
+      try:
+        value = [int(v) for v in value]
+      except ValueError:
+        raise app.UsageError(f'--layers={",".join(value)}: expected whole numbers, e.g. '
+                             '64,32,16,8') from None
+      if not value or min(value) <= 0:
+        raise app.UsageError(f'--layers={",".join(map(str, value))}: sizes must be positive')
+    hparams[name] = value
+  return hparams
+
+
+def check_flags(spec: spec_lib.ModelSpec) -> None:
+  """The usage errors of a run of `spec`, found from the flags alone, before anything is written:
+  bad --hparams, model type, hyperparameter or strategy (checked against the task), data flags the
+  model does not read, a --<split>_data path with nothing there, a --sample the model has no
+  sample for, a stage name that is not the model's, bad Beam runner options.
+
+  Numbers that must be positive (steps, batch size, counts, epochs) are bounded in their flag
+  definitions, which absl checks while parsing.
+
+  Raises:
+    app.UsageError: with a one-line message naming the flag.
+  """
+  from pipelines import runner  # pylint: disable=import-outside-toplevel
+  for flag in DATA_FLAGS:
+    split = flag[:-len('_data')]
+    given = getattr(FLAGS, flag)
+    if given is None:
+      continue
+    if split not in spec.dataset.splits:
+      expected = ', '.join(f'--{name}_data' for name in spec.dataset.splits) or 'none'
+      raise app.UsageError(f'--{flag} does not apply to {spec.name}, whose raw input is '
+                           f'{", ".join(spec.dataset.splits.values()) or "fixed"}; its data '
+                           f'flags: {expected}')
+    if not factory.is_remote(given) and not os.path.exists(given):
+      raise app.UsageError(f'--{flag}: nothing at {os.path.abspath(given)}')
+  for split in ('train', 'eval'):
+    for part in ('start', 'count'):
+      if getattr(FLAGS, f'{split}_{part}') is not None and split not in spec.dataset.splits:
+        raise app.UsageError(f'--{split}_{part} does not apply to {spec.name}: it reads no '
+                             f'{split} file (its splits are made from '
+                             f'{", ".join(spec.dataset.splits.values())})')
+  if FLAGS.sample and not spec.dataset.sample_splits:
+    raise app.UsageError(f'--sample: {spec.name} has no sample files')
+  try:
+    runner.check_stage(spec, FLAGS.from_stage, 'from_stage')
+    runner.check_stage(spec, FLAGS.to_stage, 'to_stage')
+    if spec.train_steps is None and FLAGS.train_steps is not None:
+      raise ValueError(f'{spec.name} does not train by steps: --train_steps does not apply')
+    factory.trainer_config(spec, RunConfig(
+        output_dir='', model_type=FLAGS.model_type, batch_size=FLAGS.batch_size,
+        hparams=_hparams(), distribution_strategy=FLAGS.distribution_strategy,
+        num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu, mixed_precision=FLAGS.mixed_precision))
+    _beam_pipeline_args()
+  except (ValueError, beam_runners.BeamOptionsError) as e:
+    raise app.UsageError(str(e)) from None
+
+
 def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]]:
   """The spec, run settings and {split: raw file} of `model`, from the parsed flags.
 
@@ -179,16 +268,7 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
     datasets.DatasetError: a missing file or a checksum mismatch.
   """
   spec = spec_lib.get(model)
-  try:
-    hparams = json.loads(FLAGS.hparams)
-  except json.JSONDecodeError as e:
-    raise app.UsageError(f'--hparams is not a JSON object: {e}')
-  if not isinstance(hparams, dict):
-    raise app.UsageError('--hparams must be a JSON object')
-  for name in HPARAM_FLAGS:
-    value = getattr(FLAGS, name)
-    if value is not None:
-      hparams[name] = [int(v) for v in value] if name == 'layers' else value
+  hparams = _hparams()
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   config = RunConfig(
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
@@ -197,7 +277,9 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       mixed_precision=FLAGS.mixed_precision,
       beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
       serving_model_dir=FLAGS.serving_model_dir,
-      enable_cache=FLAGS.enable_cache, max_malformed_fraction=FLAGS.max_malformed_fraction,
+      # A partial run re-runs its stages: the cache would serve them unchanged.
+      enable_cache=FLAGS.enable_cache and not FLAGS.from_stage,
+      max_malformed_fraction=FLAGS.max_malformed_fraction,
       transform_statistics=FLAGS.transform_statistics,
       transform_analyzer_cache=FLAGS.transform_analyzer_cache)
   factory.trainer_config(spec, config)  # a bad model type or hparam is a usage error, found now
@@ -210,4 +292,8 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
     config.data_notice = f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
   config.reduced_data = bool(resolved.fallback) or FLAGS.sample
   config.transform_config = _transform_files(spec)
+  # Content digests of the raw inputs, in the ExampleGen's cache key (size and mtime are not
+  # enough: a replaced file of the same size and time would be served from the cache).
+  config.input_digests = fingerprint.input_digests(split_files, FLAGS.cache_dir,
+                                                   dataset=spec.dataset, canonical=canonical)
   return spec, config, split_files

@@ -127,7 +127,7 @@ def test_cli_reports_malformed_rows_and_pushes_nothing(tmp_path, adult_lines, ce
   assert f'{train_file}:100: expected 15 comma-separated fields, found 3' in result.stderr
   assert f"{train_file}:500: field age: expected an integer, got 'x'" in result.stderr
   assert 'Nothing was pushed' in result.stderr
-  assert '[ 2/10] TextLineExampleGen FAILED' in result.stdout
+  assert '[ 2/11] TextLineExampleGen FAILED' in result.stdout
   assert not os.path.exists(out / 'serving_model')
 
 

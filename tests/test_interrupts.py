@@ -1,0 +1,81 @@
+"""Census through the CLI, interrupted and resumed as a user would: SIGINT during the Trainer, the
+same command again, then a partial run from the Evaluator (real UCI files, embedded default)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from pipelines import metadata
+
+pytestmark = pytest.mark.e2e
+BEFORE_TRAINER = ('TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+                  'AnomaliesGate', 'Transform')
+
+
+def _summary(output_dir):
+  with open(os.path.join(output_dir, 'run_summary.json')) as f:
+    return json.load(f)
+
+
+def _unfinished(output_dir):
+  store = metadata.open_store(os.path.join(output_dir, 'metadata.sqlite'))
+  return [e.id for e in store.get_executions()
+          if e.last_known_state in (metadata_store_pb2.Execution.NEW,
+                                    metadata_store_pb2.Execution.RUNNING)]
+
+
+def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path, data_root):
+  output_dir = str(tmp_path / 'census')
+  command = [sys.executable, '-m', 'pipelines.cli', 'run', 'census', f'--data_root={data_root}',
+             f'--output_dir={output_dir}', '--train_steps=600']
+  with open(tmp_path / 'stderr.txt', 'w') as stderr:
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    shown = []
+    for line in run.stdout:  # the progress lines, flushed as each stage starts
+      shown.append(line)
+      if 'Trainer running' in line:
+        break
+    else:
+      pytest.fail('the run ended before its Trainer started:\n' + ''.join(shown))
+    run.send_signal(signal.SIGINT)
+    shown.extend(run.stdout)
+    assert run.wait(timeout=300) == 130
+  errors = (tmp_path / 'stderr.txt').read_text()
+  assert 'official-tfx: interrupted (SIGINT) during Trainer' in errors
+  assert f'Resume with: official-tfx run census --data_root={data_root}' in errors
+  assert 'KeyboardInterrupt' not in errors and 'Traceback' not in errors
+  summary = _summary(output_dir)
+  assert summary['error'] == 'interrupted'
+  assert summary['interrupted']['signal'] == 'SIGINT'
+  assert summary['interrupted']['stage'] == 'Trainer'
+  assert summary['pushed_model'] is None
+  assert _unfinished(output_dir) == []  # the Trainer's execution is CANCELED, not left RUNNING
+  assert not any(os.path.exists(folder) for folder in summary['interrupted']['removed'])
+
+  resumed = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  summary = _summary(output_dir)
+  stages = {s['name']: s['cached'] for s in summary['stages']}
+  assert all(stages[name] for name in BEFORE_TRAINER), summary['stages']
+  assert stages['Trainer'] is False
+  assert summary['blessed'] is True and summary['pushed_model']
+  assert summary['infra_blessing']['blessed'] is True
+  # What the run was, resolved: enough to reproduce it.
+  assert summary['config']['train_steps'] == 600 and summary['config']['batch_size'] == 256
+  assert summary['config']['trainer']['hparams']['learning_rate'] > 0
+  assert summary['versions']['tfx'] == '1.16.0' and summary['versions']['tensorflow']
+
+  # A partial run re-runs the Evaluator and what follows, on the last run's model.
+  partial = subprocess.run(command + ['--from_stage=evaluator'], capture_output=True, text=True,
+                           timeout=1200, check=False)
+  assert partial.returncode == 0, partial.stderr[-3000:]
+  again = _summary(output_dir)
+  assert [s['name'] for s in again['stages']] == ['Evaluator', 'ServingCheck', 'Pusher']
+  assert not any(s['cached'] for s in again['stages'])
+  assert again['partial_run'] == {'from_stage': ['Evaluator'], 'to_stage': []}
+  assert again['metrics']['accuracy'] == pytest.approx(summary['metrics']['accuracy'], abs=1e-6)
