@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import sys
+import textwrap
 import time
 import warnings
 
@@ -46,12 +47,21 @@ USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [fl
          'official-tfx runs OUTPUT_DIR [--compare A B]')
 
 
+_COUNTS = ('count', 'classes', 'users')  # summary metrics that count things
+
+
+def _number(name: str, value) -> str:
+  """A metric as the console shows it: counts whole, other values to 4 decimals."""
+  if isinstance(value, float) and value.is_integer() and name.endswith(_COUNTS):
+    return f'{int(value):,}'
+  return f'{value:.4f}' if isinstance(value, float) else str(value)
+
+
 def _print_result(summary) -> None:
-  print('\nMetrics (eval split, overall):')
-  for name, value in summary['metrics'].items():
-    shown = 'undefined on this eval data' if value is None else (
-        f'{value:.4f}' if isinstance(value, float) else value)
-    print(f'  {name:14s} {shown}')
+  shown = [f'{name} {"undefined" if value is None else _number(name, value)}'
+           for name, value in summary['metrics'].items()]
+  print(textwrap.fill(', '.join(shown), width=100, initial_indent='Metrics (eval split, overall): ',
+                      subsequent_indent='  '))
   if summary.get('undefined_metrics'):
     print(f'Undefined on this eval data: {", ".join(summary["undefined_metrics"])}')
   print(f'Blessed: {"yes" if summary["blessed"] else "no"}')

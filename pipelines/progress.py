@@ -7,8 +7,8 @@ display is open (a context manager) it also listens to the Trainer's training lo
 
 - `PlainDisplay` writes one line per event, as the runner always has
   (`[ 8/10] Trainer running`, `[ 8/10] Trainer done in 41.0 s`), and inside the Trainer a line at
-  most every 10% of the training, the last at 100%:
-  `        Trainer: step 600/2000 (30%), loss 0.3412, 41.2 steps/s, ETA 34 s`.
+  most every quarter of the training (`PLAIN_TRAINER_LINES`), the last at 100%:
+  `        Trainer: step 500/2000 (25%), loss 0.3412, 41.2 steps/s, ETA 36 s`.
 - `LiveDisplay` redraws a rich table in place: every stage with its state (waiting, running, done,
   cached, failed, ...) and time, and under it the Trainer's step (or epoch) with a bar, loss,
   steps/s and ETA. Notices are printed above the table.
@@ -28,6 +28,9 @@ from typing import Dict, List, Optional, Sequence, TextIO
 from model_fns import training_progress as tp
 
 TRAINER = 'Trainer'  # the Trainer's node id in every pipeline of pipelines.factory
+# Plain Trainer lines in a run at most (one per quarter): with a line per stage event, a census
+# run's whole output off a terminal stays within 40 lines.
+PLAIN_TRAINER_LINES = 4
 INDENT = ' ' * 8  # plain lines that belong to the stage line above them
 
 
@@ -121,12 +124,12 @@ class Display:
 
 class PlainDisplay(Display):
   """One line per event on `out` (None: `sys.stdout` when the line is written); the Trainer's
-  progress at most once per 10% of its training."""
+  progress at most `PLAIN_TRAINER_LINES` times over its training."""
 
   def __init__(self, node_ids: Sequence[str], out: Optional[TextIO] = None):
     super().__init__(node_ids)
     self._out = out
-    self._decile = 0  # the last 10% step written
+    self._part = 0  # the last part of the training written (of PLAIN_TRAINER_LINES)
 
   def _print(self, line: str) -> None:
     with self._lock:
@@ -148,15 +151,15 @@ class PlainDisplay(Display):
       self._print(f'{INDENT}{TRAINER}: {update.text}')
       return
     if update.kind == tp.BEGIN:
-      self._decile = 0
+      self._part = 0
       return
     if update.kind not in (tp.STEP, tp.EPOCH, tp.END) or update.fraction is None:
       return
     with self._lock:
-      decile = min(math.floor(10 * update.fraction + 1e-9), 10)
-      if decile <= self._decile:
+      part = min(math.floor(PLAIN_TRAINER_LINES * update.fraction + 1e-9), PLAIN_TRAINER_LINES)
+      if part <= self._part:
         return
-      self._decile = decile
+      self._part = part
     self._print(f'{INDENT}{TRAINER}: {training_line(update)}')
 
 

@@ -44,7 +44,7 @@ def test_plain_display_lines_stage_transitions_and_a_trainer_line_per_tenth():
     display.stage_finished('StatisticsGen', 'cached', 0.1, cached=True)
     display.stage_running('Trainer')
     _publish_training([tp.TrainingUpdate(tp.BEGIN, total_steps=2000, fraction=0.0)])
-    # Logged every 50 steps: 40 updates, several per tenth of the run.
+    # Logged every 50 steps: 40 updates, several per quarter of the run.
     _publish_training(_step(s, 2000, loss=1 / s, eta=(2000 - s) / 40) for s in range(50, 2001, 50))
     _publish_training([_step(2000, 2000, kind=tp.END), tp.TrainingUpdate(tp.STATUS, text='x')])
     display.stage_finished('Trainer', 'FAILED', 61.0, cached=False)
@@ -57,9 +57,9 @@ def test_plain_display_lines_stage_transitions_and_a_trainer_line_per_tenth():
   assert lines[-1] == '[ 3/4] Trainer FAILED in 61.0 s'
   trainer_lines = lines[5:-1]
   assert [re.search(r'\((\d+)%\)', line).group(1) for line in trainer_lines] == [
-      str(p) for p in range(10, 101, 10)]
-  assert trainer_lines[2] == ('        Trainer: step 600/2000 (30%), loss 0.0017, 40.0 steps/s, '
-                              'ETA 35 s')
+      '25', '50', '75', '100']
+  assert trainer_lines[1] == ('        Trainer: step 1000/2000 (50%), loss 0.0010, 40.0 steps/s, '
+                              'ETA 25 s')
   assert trainer_lines[-1] == '        Trainer: step 2000/2000 (100%), loss 0.0005, 40.0 steps/s'
   # The display stopped listening when it closed.
   tp.publish(_step(100, 100))
@@ -67,7 +67,7 @@ def test_plain_display_lines_stage_transitions_and_a_trainer_line_per_tenth():
 
 
 def test_plain_display_coarse_updates_epochs_and_notes():
-  """Updates further apart than 10% give a line each; an epoch-trained task shows epochs; a
+  """Updates further apart than a quarter give a line each; an epoch-trained task shows epochs; a
   task's notes (TF-DF's start and end) are lines too; nothing is written without a fraction."""
   out = io.StringIO()
   with progress.PlainDisplay(NODES, out):
@@ -76,8 +76,10 @@ def test_plain_display_coarse_updates_epochs_and_notes():
         tp.TrainingUpdate(tp.STEP, step=7),  # unknown length: no line
         tp.TrainingUpdate(tp.EPOCH, step=400, epoch=1, total_epochs=4, epoch_step=400,
                           epoch_steps=400, loss=0.25, fraction=0.25),
-        tp.TrainingUpdate(tp.STEP, step=500, epoch=2, total_epochs=4, epoch_step=100,
-                          epoch_steps=400, loss=0.2, fraction=0.3125, steps_per_second=123.4,
+        tp.TrainingUpdate(tp.STEP, step=700, epoch=2, total_epochs=4, epoch_step=300,
+                          epoch_steps=400, loss=0.3, fraction=0.4375),  # the same quarter: none
+        tp.TrainingUpdate(tp.STEP, step=800, epoch=2, total_epochs=4, epoch_step=400,
+                          epoch_steps=400, loss=0.2, fraction=0.5, steps_per_second=123.4,
                           eta_seconds=3725),
         tp.TrainingUpdate(tp.EPOCH, step=1600, epoch=4, total_epochs=4, epoch_step=400,
                           epoch_steps=400, loss=0.1, fraction=1.0, eta_seconds=0),
@@ -85,7 +87,7 @@ def test_plain_display_coarse_updates_epochs_and_notes():
   assert out.getvalue().splitlines() == [
       '        Trainer: growing up to 100 trees',
       '        Trainer: epoch 1/4 (25%), loss 0.2500',
-      '        Trainer: epoch 2/4 (31%), loss 0.2000, 123 steps/s, ETA 1 h 02 min',
+      '        Trainer: epoch 2/4 (50%), loss 0.2000, 123 steps/s, ETA 1 h 02 min',
       '        Trainer: epoch 4/4 (100%), loss 0.1000']
 
 
@@ -305,7 +307,11 @@ def test_census_run_prints_trainer_progress_lines_when_stdout_is_not_a_terminal(
   assert trainer, result.stdout
   percents = [int(re.search(r'\((\d+)%\)', line).group(1)) for line in trainer]
   assert percents == sorted(set(percents)) and percents[-1] == 100
-  assert len({p // 10 for p in percents}) == len(percents)
+  assert len({p // 25 for p in percents}) == len(percents)
+  # The whole output off a terminal: the project's lines only, at most 40 of them.
+  assert len(lines) <= 40, result.stdout
+  assert not any(word in result.stdout for word in ('tensorflow', 'WARNING', 'I0000', 'absl'))
+  assert 'Traceback' not in result.stdout + result.stderr
   assert re.fullmatch(r'        Trainer: step 300/300 \(100%\), loss \d+\.\d{4}, [\d.]+ steps/s',
                       trainer[-1])
   assert re.search(r'loss \d+\.\d{4}, [\d.]+ steps/s, ETA \d+ s', '\n'.join(trainer[1:-1]))
