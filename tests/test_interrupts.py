@@ -75,7 +75,10 @@ def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path, data_
                            timeout=1200, check=False)
   assert partial.returncode == 0, partial.stderr[-3000:]
   again = _summary(output_dir)
-  assert [s['name'] for s in again['stages']] == ['Evaluator', 'ServingCheck', 'Pusher']
-  assert not any(s['cached'] for s in again['stages'])
+  stages = {s['name']: s['cached'] for s in again['stages']}
+  rerun = ('Evaluator', 'ServingCheck', 'Pusher')
+  assert all(stages[name] is False for name in rerun), again['stages']
+  # TFX's partial run takes the other stages' outputs from the last run (recorded as cached).
+  assert all(cached for name, cached in stages.items() if name not in rerun), again['stages']
   assert again['partial_run'] == {'from_stage': ['Evaluator'], 'to_stage': []}
   assert again['metrics']['accuracy'] == pytest.approx(summary['metrics']['accuracy'], abs=1e-6)
