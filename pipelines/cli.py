@@ -10,6 +10,8 @@
 
   official-tfx report OUTPUT_DIR                 (writes OUTPUT_DIR/report.html of the last run)
   official-tfx runs OUTPUT_DIR [--compare=A,B]   (the runs there; two runs' differences)
+  official-tfx predict MODEL --input FILE --output FILE [--with_labels] [--output_format=csv]
+      [--model_dir DIR | --output_dir DIR]        (batch prediction on raw files)
 
 Flags are shared by every model and every command. Exit status: 0 on a finished run (blessed or
 not), 1 on a failed run (bad data, anomalies, a component error), a usage error or an output
@@ -44,7 +46,8 @@ from preprocessing import datasets
 
 USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
          'official-tfx list | official-tfx report OUTPUT_DIR | '
-         'official-tfx runs OUTPUT_DIR [--compare A B]')
+         'official-tfx runs OUTPUT_DIR [--compare A B] | '
+         'official-tfx predict MODEL --input FILE --output FILE [flags]')
 
 
 _COUNTS = ('count', 'classes', 'users')  # summary metrics that count things
@@ -178,6 +181,13 @@ def _run_failed(error: Exception, output_dir: str, resumable: bool = False) -> i
   return 1
 
 
+def predict_command(model: str) -> int:
+  """`official-tfx predict MODEL --input FILE --output FILE`: scores raw input with a pushed model
+  (pipelines/predict.py); returns the exit status."""
+  from pipelines import predict  # pylint: disable=import-outside-toplevel
+  return predict.main(model)
+
+
 def compile_command(model: str) -> int:
   """`official-tfx compile MODEL`: writes the model's KFP v2 pipeline spec; returns the status."""
   from pipelines import engines  # imports TFX and KFP
@@ -250,7 +260,7 @@ def _dispatch(args):
 
 
 COMMANDS = {'run': run_command, 'compile': compile_command, 'report': report_command,
-            'runs': runs_command}
+            'runs': runs_command, 'predict': predict_command}
 
 
 def entry_point():

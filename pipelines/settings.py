@@ -126,6 +126,15 @@ HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layer
 flags.DEFINE_string('vocab_file', None, 'mrpc: the WordPiece vocabulary (default: the registry\'s '
                     'uncased vocab.txt, from the data root); give the checkpoint\'s vocab.txt '
                     'with a cased --init_checkpoint.')
+# `official-tfx predict` (pipelines/predict.py).
+flags.DEFINE_string('input', None, 'predict: raw input in the model\'s canonical format, a file '
+                    'or a glob pattern (plain or compressed, any Beam file system).')
+flags.DEFINE_string('output', None, 'predict: the predictions file (written atomically).')
+flags.DEFINE_enum('output_format', 'jsonl', ('jsonl', 'csv'), 'predict: JSON lines or CSV.')
+flags.DEFINE_boolean('with_labels', False, 'predict: print the accuracy against the input\'s '
+                     'labels (the model never sees them).')
+flags.DEFINE_string('model_dir', None, 'predict: a SavedModel (or a folder of numbered versions) '
+                    'instead of the newest pushed model of --output_dir.')
 
 
 

@@ -46,6 +46,9 @@ def text_line_example_gen(line_parser: str, **split_fn: Any) -> ExampleGenFactor
     return TextLineExampleGen(input_base=input_base, splits=patterns, line_parser=line_parser,
                               max_malformed_fraction=max_malformed_fraction,
                               row_ranges=row_ranges, **split_fn)
+  # What the raw format is, for readers of the same files outside the pipeline (predict).
+  build.line_parser = line_parser
+  build.split_fn = split_fn.get('split_fn')
   return build
 
 

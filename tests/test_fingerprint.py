@@ -284,6 +284,7 @@ def _run_census(checkout, data_root, output_dir):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # runs census of its own: `-m slow`, to keep the default run within 30 min
 def test_edits_rerun_what_they_affect_and_an_unchanged_rerun_is_cached(tmp_path, data_root):
   checkout = tmp_path / 'checkout'
   for package in CODE_PACKAGES:

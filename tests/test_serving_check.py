@@ -327,6 +327,7 @@ def test_model_needing_an_op_library_the_server_does_not_load_is_not_blessed(tmp
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # runs census of its own: `-m slow`, to keep the default run within 30 min
 def test_census_run_records_the_infra_blessing_and_pushes_a_model_that_serves(tmp_path,
                                                                             data_root):
   """A short census run (4,000 training rows, 1,000 eval rows, 100 steps; the accuracy bar
