@@ -47,19 +47,21 @@ def test_list_runs_gives_one_entry_per_pipeline_run(runs):
 def test_a_kept_summary_takes_precedence(runs, tmp_path):
   output_dir, summaries, listed = runs
   run_id = listed[0]['run_id']
-  folder = os.path.join(output_dir, history.RUNS_DIR, run_id)
-  os.makedirs(folder)
+  path = history.summary_path(output_dir, run_id)
+  with open(path) as f:  # the runner keeps every run's summary under runs/<run id>/
+    original = f.read()
+  assert json.loads(original)['run_id'] == run_id
   try:
     kept = dict(summaries[0], metrics={'accuracy': 0.123})
-    with open(os.path.join(folder, history.SUMMARY_FILE), 'w') as f:
+    with open(path, 'w') as f:
       json.dump(kept, f)
     entry = history.list_runs(output_dir)[0]
     assert entry['metrics'] == {'accuracy': 0.123}
-    assert entry['summary_file'] == os.path.join(folder, history.SUMMARY_FILE)
+    assert entry['summary_file'] == path
     assert entry['settings']['data.eval'].endswith('adult.test.gz (rows 0-299)')
   finally:
-    os.remove(os.path.join(folder, history.SUMMARY_FILE))
-    os.removedirs(folder)
+    with open(path, 'w') as f:
+      f.write(original)
 
 
 @pytest.mark.e2e
