@@ -85,6 +85,22 @@ _NAME_NOISE = re.compile(r'[\s_\-"\'`]+')
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
+def decode_line(raw: bytes, number: int) -> Tuple[Optional[str], Optional[str], bool]:
+  """A raw line (bytes, no line ending) as text: (text or None, why it is not UTF-8 or None,
+  whether a UTF-8 byte-order mark was stripped). `number` is the line's number from 1: only line 1
+  may carry a byte-order mark (UTF-8: stripped; UTF-16: named in the reason)."""
+  bom = number == 1 and raw.startswith(codecs.BOM_UTF8)
+  if bom:
+    raw = raw[len(codecs.BOM_UTF8):]
+  try:
+    return raw.decode('utf-8'), None, bom
+  except UnicodeDecodeError as e:
+    reason = f'not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}: {e.reason})'
+    if number == 1 and raw.startswith(_UTF16_BOMS):
+      reason = 'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8'
+    return None, reason, bom
+
+
 def _normalized_name(name: str) -> str:
   """A column name compared leniently: lower case, no spaces, `-`, `_` or quotes."""
   return _NAME_NOISE.sub('', name).lower()
@@ -252,16 +268,11 @@ class _ParseLines(beam.DoFn):
     path, first, lines = element
     valid = 0
     for number, raw in enumerate(lines, start=first):
-      if number == 1 and raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+      text, reason, bom = decode_line(raw, number)
+      if bom:
         yield beam.pvalue.TaggedOutput(NOTICE, (
             path, 0, f'UTF-8 byte-order mark (BOM) stripped at the start of {path}'))
-      try:
-        text = raw.decode('utf-8')
-      except UnicodeDecodeError as e:
-        reason = f'not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}: {e.reason})'
-        if number == 1 and raw.startswith(_UTF16_BOMS):
-          reason = 'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8'
+      if text is None:
         yield beam.pvalue.TaggedOutput(MALFORMED, (path, number, reason,
                                                     raw.decode('utf-8', 'replace')))
         continue

@@ -35,7 +35,6 @@ the left), a multiclass model's class is the arg max (SparseCategoricalAccuracy)
 
 from __future__ import annotations
 
-import codecs
 import csv
 import dataclasses
 import functools
@@ -65,7 +64,6 @@ MAX_SHOWN_ERRORS = 5  # malformed rows listed on the console
 BATCH_ROWS = 1000  # rows encoded at a time (to_serialized_examples)
 SERVING_SIGNATURE = 'serving_default'
 BINARY_THRESHOLD = 0.5  # TFMA's (model_fns.binary_metrics): probability >= 0.5 is class 1
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def source_sentence(line: str) -> Optional[Dict[str, str]]:
@@ -188,16 +186,11 @@ class _ParseNumberedLines(beam.DoFn):
   def process(self, element):
     path, first, lines = element
     for number, raw in enumerate(lines, start=first):
-      if number == 1 and raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+      text, reason, bom = text_example_gen.decode_line(raw, number)
+      if bom:
         yield beam.pvalue.TaggedOutput('notice', {
             'file': path, 'line': 1, 'notice': 'UTF-8 byte-order mark (BOM) stripped'})
-      try:
-        text = raw.decode('utf-8')
-      except UnicodeDecodeError as e:
-        reason = f'not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}: {e.reason})'
-        if number == 1 and raw.startswith(_UTF16_BOMS):
-          reason = 'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8'
+      if text is None:
         yield beam.pvalue.TaggedOutput('malformed', {
             'file': path, 'line': number, 'error': reason,
             'text': raw.decode('utf-8', 'replace')[:200]})
