@@ -93,7 +93,7 @@ flags.DEFINE_string('from_stage', None, 'Partial run: run from this stage (e.g. 
                     'other stages\' outputs taken from the last run in --output_dir.')
 flags.DEFINE_string('to_stage', None, 'Partial run: stop after this stage (e.g. Transform).')
 flags.DEFINE_list('compare', None, 'runs: two runs to compare (run ids, unique prefixes or '
-                  'positions: 1 the oldest, -1 the newest), e.g. --compare 1 -1.')
+                  'positions: 1 the oldest, -1 the newest), e.g. --compare=1,-1.')
 flags.DEFINE_boolean('sample', False, 'Read the dataset\'s small real samples from the data root '
                      'instead of its canonical files (higgs: HIGGS.sample-11k.csv to train, '
                      'HIGGS.sample-5k.csv to evaluate).')
