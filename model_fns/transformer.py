@@ -344,7 +344,11 @@ class Transformer(tf_keras.Model):
     sequences, scores = beam_search.beam_search(
         symbols_to_logits, tf.fill([batch], PAD_ID), cache, self.vocab_size, self.beam_size,
         self.alpha, max_decode_length, EOS_ID)
-    return sequences[:, 0, 1:], scores[:, 0]  # the best hypothesis, without the start id
+    # The best hypothesis without its start id, 0-padded to the documented width (the search
+    # stops early once no alive hypothesis can beat the finished ones).
+    ids = sequences[:, 0, 1:]
+    ids = tf.pad(ids, [[0, 0], [0, max_decode_length - tf.shape(ids)[1]]])
+    return ids, scores[:, 0]
 
 
 def build(vocab_size: int, model_type: str, overrides: Mapping[str, Any]) -> Transformer:

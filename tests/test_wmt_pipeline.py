@@ -30,7 +30,8 @@ def test_wmt_trains_evaluates_bleu_and_serves_raw_text(tmp_path, data_root):
     summary = json.load(f)
   assert {s: d['examples'] for s, d in summary['data'].items()} == {'train': 2000,
                                                                      'eval': EVAL_PAIRS}
-  assert [s['name'] for s in summary['stages']][-3:] == ['Trainer', 'Evaluator', 'Pusher']
+  assert [s['name'] for s in summary['stages']][-4:] == ['Trainer', 'Evaluator', 'ServingCheck',
+                                                        'Pusher']
   metrics = summary['metrics']
   assert metrics['example_count'] == EVAL_PAIRS
   # 30 steps stay under 1 BLEU, far under the 5-BLEU bar: not blessed, nothing pushed.
