@@ -5,6 +5,9 @@
       [--train_steps=2000] [--batch_size=256] [--distribution_strategy=default]
       [--beam_direct_num_workers=1] [--hparams='{"learning_rate": 0.001}'] ...
 
+  official-tfx run census --config=output/census/run_summary.json [--output_dir=...]
+      (the settings of an earlier run, or of a YAML / JSON file of flag values)
+
   official-tfx compile census --image=IMAGE --pipeline_root=gs://... --train_data=gs://...
       --eval_data=gs://... [--output_file=census_pipeline.json]    (Kubeflow Pipelines v2 / Vertex)
 
@@ -41,7 +44,7 @@ if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'official-tfx':
 from absl import app, flags, logging
 
 from pipelines import spec as spec_lib
-from pipelines.settings import FLAGS, build_run, check_flags
+from pipelines.settings import FLAGS, apply_config_file, build_run, check_flags
 from preprocessing import datasets
 
 USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
@@ -98,6 +101,7 @@ def resume_command() -> str:
 def run_command(model: str) -> int:
   """`official-tfx run MODEL`: returns the exit status."""
   spec = spec_lib.get(model)  # an unknown model is a usage error before anything is written
+  replayed = apply_config_file(model)
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   check_output_dir(output_dir)
   check_flags(spec)
@@ -117,9 +121,12 @@ def run_command(model: str) -> int:
     spec, config, split_files = build_run(model)  # bad flags raise: main() reports them
   except datasets.DatasetError as e:
     return _run_failed(e, output_dir)
-  print(f'official-tfx: {model} ({config.model_type or spec.default_model_type}) -> {output_dir}')
+  print(f'official-tfx: {model} ({config.model_type}) -> {output_dir}')
   if not FLAGS['verbosity'].present:
     print(f'  log: {log_path}')
+  if replayed:
+    print(f'  config: {len(replayed)} settings from {FLAGS.config} (the command line\'s own '
+          'flags override it)')
   if config.data_notice:
     print(f'  note: {config.data_notice}')
   for split, path in split_files.items():
@@ -190,6 +197,8 @@ def predict_command(model: str) -> int:
 
 def compile_command(model: str) -> int:
   """`official-tfx compile MODEL`: writes the model's KFP v2 pipeline spec; returns the status."""
+  spec_lib.get(model)
+  apply_config_file(model)
   from pipelines import engines  # imports TFX and KFP
   path = engines.compile_kubeflow_v2(model, FLAGS.output_file, FLAGS.image)
   print(f'official-tfx: {model} -> Kubeflow Pipelines v2 spec {path}')

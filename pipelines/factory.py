@@ -36,7 +36,7 @@ RUN_FN = 'model_fns.trainer.run_fn'
 
 @dataclasses.dataclass
 class RunConfig:
-  """One run's settings; None takes the spec's default.
+  """One run's settings; None takes the spec's default (`resolve_config` fills them all in).
 
   Attributes:
     output_dir: holds everything a run writes (see the properties below).
@@ -66,6 +66,8 @@ class RunConfig:
     input_digests: split -> SHA-256 of the split's raw input (pipelines.fingerprint.input_digests);
       a split is absent when unknown (a remote file). In ExampleGen's cache key, so a file
       replaced by one of the same size and modification time is read again.
+    command_line: the flags the user gave ({name: parsed value}); recorded in the run summary so
+      that `--config` replays the run's data and engine choices as well as its resolved settings.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -88,6 +90,7 @@ class RunConfig:
   mixed_precision: Optional[str] = None
   transform_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
   input_digests: Dict[str, str] = dataclasses.field(default_factory=dict)
+  command_line: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -170,6 +173,29 @@ def row_ranges(spec: ModelSpec, canonical_splits: Sequence[str],
     if (first, count) != (0, None):
       ranges[split] = (first, count)
   return ranges
+
+
+def resolve_config(spec: ModelSpec, config: RunConfig) -> RunConfig:
+  """`config` with every default filled in: the model type, train steps and batch size of the spec,
+  every hyperparameter of the task (overrides applied) and the malformed-row bar.
+
+  Idempotent. The pipeline (the Trainer's `custom_config`, hence its cache key), the run summary's
+  `config` and `--config` replays all read this form, so a run given these values explicitly builds
+  the same pipeline as the run that took them as defaults.
+
+  Raises:
+    ValueError: an unknown model type or hyperparameter, a strategy the task does not support,
+      or train steps for a task that does not train by steps.
+  """
+  if spec.train_steps is None and config.train_steps is not None:
+    raise ValueError(f'{spec.name} does not train by steps: --train_steps does not apply')
+  trainer = trainer_config(spec, config)
+  return dataclasses.replace(
+      config, model_type=trainer.model_type, batch_size=trainer.batch_size,
+      train_steps=config.train_steps or spec.train_steps,
+      hparams=load_task(trainer).hparams(trainer.hparams),
+      max_malformed_fraction=(spec.max_malformed_fraction if config.max_malformed_fraction is None
+                              else config.max_malformed_fraction))
 
 
 def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
@@ -280,18 +306,15 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
     ModuleNotFoundError, FileNotFoundError: code or a file to fingerprint is missing (see
       `add_fingerprints`).
   """
-  if spec.train_steps is None and config.train_steps is not None:
-    raise ValueError(f'{spec.name} does not train by steps: --train_steps does not apply')
-  train_steps = config.train_steps or spec.train_steps
-  if ((train_steps is not None and train_steps <= 0)
-      or (config.batch_size is not None and config.batch_size <= 0)):
+  config = resolve_config(spec, config)
+  train_steps = config.train_steps
+  if (train_steps is not None and train_steps <= 0) or config.batch_size <= 0:
     raise ValueError('train_steps and batch_size must be positive')
   input_base, patterns = split_patterns(split_files)
   sdk_harness.configure()
-  max_malformed = (spec.max_malformed_fraction if config.max_malformed_fraction is None
-                   else config.max_malformed_fraction)
 
-  example_gen = spec.example_gen(input_base, patterns, max_malformed, config.row_ranges)
+  example_gen = spec.example_gen(input_base, patterns, config.max_malformed_fraction,
+                                 config.row_ranges)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
   example_validator = tfx.components.ExampleValidator(

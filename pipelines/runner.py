@@ -41,7 +41,7 @@ from tfx.orchestration import pipeline as pipeline_lib
 
 from pipelines import history, metadata, report
 from pipelines import progress as progress_lib
-from pipelines.factory import RunConfig, create_pipeline, trainer_config
+from pipelines.factory import RunConfig, create_pipeline, resolve_config, trainer_config
 from pipelines.spec import ModelSpec
 
 SUMMARY_FILE = 'run_summary.json'
@@ -216,6 +216,7 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
     Whatever stopped the run (a component's error: malformed rows, anomalies, ...), after the
     summary with its `error` has been written.
   """
+  config = resolve_config(spec, config)
   trainer = trainer_config(spec, config)
   model_type = trainer.model_type
   from_stage = check_stage(spec, from_stage, 'from_stage')
@@ -241,18 +242,11 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
 
 
 def settings(spec: ModelSpec, config: RunConfig, trainer: Any) -> Dict[str, Any]:
-  """The run summary's `config`: the run's settings with the spec's defaults filled in (train
-  steps, batch size, the task's hyperparameters, seeds) and the Trainer's whole configuration."""
-  from model_fns.trainer import load_task  # pylint: disable=import-outside-toplevel
-  resolved = dataclasses.asdict(config)
-  resolved['train_steps'] = config.train_steps or spec.train_steps
-  resolved['batch_size'] = trainer.batch_size
-  resolved['model_type'] = trainer.model_type
-  resolved['max_malformed_fraction'] = (spec.max_malformed_fraction
-                                        if config.max_malformed_fraction is None
-                                        else config.max_malformed_fraction)
-  resolved['trainer'] = dict(trainer.to_custom_config(),
-                             hparams=load_task(trainer).hparams(trainer.hparams))
+  """The run summary's `config`, as JSON values: the run's settings with every default filled in
+  (`factory.resolve_config`: model type, train steps, batch size, hyperparameters) and the
+  Trainer's whole configuration (strategy, seed, ...)."""
+  resolved = dataclasses.asdict(resolve_config(spec, config))
+  resolved['trainer'] = trainer.to_custom_config()
   return json.loads(json.dumps(resolved, default=str))
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Tuple
+import re
+from typing import Any, Dict, List, Mapping, Tuple
 
 from absl import app, flags
 
@@ -126,6 +127,11 @@ HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layer
 flags.DEFINE_string('vocab_file', None, 'mrpc: the WordPiece vocabulary (default: the registry\'s '
                     'uncased vocab.txt, from the data root); give the checkpoint\'s vocab.txt '
                     'with a cased --init_checkpoint.')
+flags.DEFINE_string('config', None, 'run / compile: replay the settings of a run\'s '
+                    'run_summary.json (its resolved config and the data and engine flags it was '
+                    'given), or take them from a YAML or JSON file of flag values, e.g. '
+                    '{train_steps: 300, hparams: {learning_rate: 0.01}}. Flags given on the command '
+                    'line override it.')
 # `official-tfx predict` (pipelines/predict.py).
 flags.DEFINE_string('input', None, 'predict: raw input in the model\'s canonical format, a file '
                     'or a glob pattern (plain or compressed, any Beam file system).')
@@ -263,6 +269,129 @@ def check_flags(spec: spec_lib.ModelSpec) -> None:
     raise app.UsageError(str(e)) from None
 
 
+# Flags of the other commands, which a --config file does not set.
+_OTHER_COMMANDS = ('config', 'compare', 'input', 'output', 'output_format', 'with_labels',
+                   'model_dir')
+# Where a recorded run wrote and read on its machine, and which of its stages ran: a summary
+# replay leaves these to the new command line.
+_PLACES = ('output_dir', 'pipeline_root', 'serving_model_dir', 'data_root', 'cache_dir',
+           'from_stage', 'to_stage', 'image', 'output_file')
+_PATH_FLAGS = ('train_data', 'eval_data', 'ratings_data', 'vocab_file', 'setup_file')
+
+
+def run_flags() -> List[str]:
+  """The names of the flags that describe a run (those a --config file may set)."""
+  return sorted(flag.name for flag in FLAGS.get_flags_for_module(__name__)
+                if flag.name not in _OTHER_COMMANDS)
+
+
+def _summary_values(summary: Mapping[str, Any], path: str) -> Dict[str, Any]:
+  """The flag values that rerun a run_summary.json: the flags its command line gave (but the
+  places in `_PLACES`), then its resolved settings (model type, steps, batch size, every
+  hyperparameter, strategy, row ranges, ...), which a later change of a default cannot move."""
+  config = summary.get('config')
+  if not isinstance(config, dict):
+    raise app.UsageError(f'--config {path}: this run summary has no `config` (it predates its '
+                         'recording); give a YAML or JSON file of flag values instead')
+  values = {name: value for name, value in (config.get('command_line') or {}).items()
+            if name not in _PLACES and name not in _OTHER_COMMANDS}
+  for name in ('model_type', 'train_steps', 'batch_size', 'distribution_strategy', 'num_gpus',
+               'tpu', 'mixed_precision', 'max_malformed_fraction', 'transform_statistics',
+               'transform_analyzer_cache'):
+    if config.get(name) is not None:
+      values[name] = config[name]
+  values['hparams'] = config.get('hparams') or {}
+  for name in HPARAM_FLAGS:  # the hyperparameters are all in `hparams`, resolved
+    values.pop(name, None)
+  for split, (first, count) in (config.get('row_ranges') or {}).items():
+    if f'{split}_start' in FLAGS:
+      values[f'{split}_start'] = first
+      if count is not None:
+        values[f'{split}_count'] = count
+  return values
+
+
+def _flag_text(value: Any) -> str:
+  """A YAML / JSON value as absl parses it from the command line."""
+  if isinstance(value, bool):
+    return 'true' if value else 'false'
+  if isinstance(value, dict):
+    return json.dumps(value)
+  if isinstance(value, (list, tuple)):
+    return ','.join(map(str, value))
+  return str(value)
+
+
+def apply_config_file(model: str) -> Dict[str, Any]:
+  """Sets, from `--config`, every run flag that the command line did not give.
+
+  `--config` is either a run_summary.json of an earlier `official-tfx run` of `model` (see
+  `_summary_values`), or a YAML or JSON mapping of flag names (without `--`) to values, e.g.
+  `{train_steps: 300, hparams: {learning_rate: 0.01}, layers: [64, 32, 16, 8]}`. A value of
+  null leaves the flag's default. Each value goes through the flag's own parser and bounds, as
+  it would from the command line.
+
+  Returns:
+    {flag name: value} of the flags set from the file (empty without --config).
+
+  Raises:
+    app.UsageError: the file is unreadable, not JSON or YAML, not a mapping, a summary of
+      another model, or names an unknown flag or a value its flag rejects (the message names
+      the file and the key).
+  """
+  path = FLAGS.config
+  if not path:
+    return {}
+  try:
+    with open(path, encoding='utf-8') as f:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise app.UsageError(f'--config {path}: cannot read it ({getattr(e, "strerror", None) or e})')
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError:
+    import yaml  # pylint: disable=import-outside-toplevel
+    try:
+      data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+      raise app.UsageError(f'--config {path}: neither JSON nor YAML: '
+                           f'{" ".join(str(e).split())}') from None
+  if not isinstance(data, dict):
+    raise app.UsageError(f'--config {path}: expected a mapping of flag names to values (or a '
+                         f'run_summary.json), got {type(data).__name__}')
+  if 'model' in data and 'stages' in data:  # a run summary
+    if data['model'] != model:
+      raise app.UsageError(f'--config {path}: the summary of a {data["model"]} run, not {model}')
+    values = _summary_values(data, path)
+  else:
+    values = data
+  allowed = run_flags()
+  unknown = sorted(name for name in map(str, values) if name not in allowed)
+  if unknown:
+    raise app.UsageError(f'--config {path}: not a run flag: {", ".join(unknown)} (run flags: '
+                         'official-tfx --helpfull)')
+  applied = {}
+  for name, value in values.items():
+    if value is None or FLAGS[name].present:  # the command line wins
+      continue
+    try:
+      FLAGS[name].parse(_flag_text(value))
+    except (flags.Error, ValueError) as e:
+      reason = re.sub(rf'^flag --{name}=.*?: ', '', str(e))  # absl's prefix: the key says it
+      raise app.UsageError(f'--config {path}: {name}: {reason}') from None
+    applied[name] = value
+  return applied
+
+
+def _command_line() -> Dict[str, Any]:
+  """The run flags given (on the command line or by --config), local paths made absolute."""
+  given = {name: FLAGS[name].value for name in run_flags() if FLAGS[name].present}
+  for name in _PATH_FLAGS:
+    if given.get(name) and not factory.is_remote(given[name]):
+      given[name] = os.path.abspath(given[name])
+  return given
+
+
 def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]]:
   """The spec, run settings and {split: raw file} of `model`, from the parsed flags.
 
@@ -291,7 +420,9 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       max_malformed_fraction=FLAGS.max_malformed_fraction,
       transform_statistics=FLAGS.transform_statistics,
       transform_analyzer_cache=FLAGS.transform_analyzer_cache)
-  factory.trainer_config(spec, config)  # a bad model type or hparam is a usage error, found now
+  # Every default resolved once (a bad model type or hparam is a usage error, found now).
+  config = factory.resolve_config(spec, config)
+  config.command_line = _command_line()
   split_files, canonical, resolved = _split_files(spec)
   config.row_ranges = factory.row_ranges(
       spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import time
@@ -321,6 +322,22 @@ def test_census_run_prints_trainer_progress_lines_when_stdout_is_not_a_terminal(
                                                              line))
   assert running < lines.index(trainer[0]) and lines.index(trainer[-1]) < done
   assert '\x1b[' not in result.stdout  # no live display off a terminal
+
+  # `--config` of this run's summary replays its settings: the same resolved config, so the same
+  # cache keys, and the whole pipeline through the Trainer comes from the cache.
+  summary_path = tmp_path / 'out' / 'run_summary.json'
+  first = json.loads(summary_path.read_text())
+  replay = helpers.run_cli('run', 'census', f'--data_root={data_root}',
+                           f'--output_dir={tmp_path / "out"}', f'--config={summary_path}',
+                           timeout=900)
+  assert replay.returncode == 0, replay.stderr
+  assert re.search(r'^  config: \d+ settings from ', replay.stdout, re.M), replay.stdout
+  second = json.loads(summary_path.read_text())
+  without_flags = lambda config: {k: v for k, v in config.items() if k != 'command_line'}
+  assert without_flags(second['config']) == without_flags(first['config'])
+  cached = {stage['name']: stage['cached'] for stage in second['stages']}
+  assert all(cached[name] for name in ('TextLineExampleGen', 'Transform', 'Trainer')), cached
+  assert second['metrics']['accuracy'] == pytest.approx(first['metrics']['accuracy'], abs=1e-9)
 
 
 def test_higgs_trees_report_their_start_and_end(tmp_path):
