@@ -183,7 +183,8 @@ class LiveDisplay(Display):
     if console is None:
       width = None
       try:
-        width = os.get_terminal_size(sys.stdout.fileno()).columns
+        # 0 on a pseudo-terminal whose size was never set: rich then takes $COLUMNS, else 80.
+        width = os.get_terminal_size(sys.stdout.fileno()).columns or None
       except (AttributeError, OSError, ValueError):
         pass
       console = Console(file=sys.stdout, width=width)

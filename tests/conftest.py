@@ -1,4 +1,8 @@
-"""Shared fixtures: the real data root (../shared/data or $OFFICIAL_TFX_DATA_ROOT) and its files."""
+"""Shared fixtures: the real data root (../shared/data or $OFFICIAL_TFX_DATA_ROOT) and its files.
+
+Every test that needs the real data (the `data_root` fixture, directly or through another fixture)
+is marked `e2e`, so `pytest -m "not e2e"` is the tier that runs without ../shared.
+"""
 
 import gzip
 import os
@@ -9,6 +13,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if 'data_root' in getattr(item, 'fixturenames', ()):
+      item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope='session')
