@@ -9,7 +9,7 @@ Differences, each a default that a flag changes: the model ends in a softmax, so
 signature returns probabilities (the loss is the same cross-entropy, on probabilities); the
 learning rate is 1e-3 (`--learning_rate=0.0001` for the seed's), because the seed's 40 epochs of
 60,000 images are far beyond a few CPU minutes. Measured on the offline t10k split (8,000
-training images, 2,000 eval images) with `pipelines.mnist`'s default 500 steps of 100: eval accuracy
+training images, 2,000 eval images) with `pipelines.models.mnist`'s default 500 steps of 100: eval accuracy
 0.9835 at 1e-3, 0.9690 at the seed's 1e-4 (below the 0.97 bar).
 
 Serving (`serving_default`, the shared export): serialized tf.Examples with `image` (PNG or JPEG

@@ -170,9 +170,9 @@ def _spec_facts(model: str) -> Dict[str, Any]:
 
 def _find_spec(model: str):
   """The registered ModelSpec of `model`, or None. Imports the spec module named like the model
-  first (`pipelines.movielens` for `movielens-1m`), which spares importing every model's."""
-  module = f'pipelines.{model.split("-")[0]}'
-  if module in spec_lib.SPEC_MODULES:
+  first (`pipelines.models.movielens` for `movielens-1m`), which spares importing every model's."""
+  module = f'{spec_lib.MODELS_PACKAGE}.{model.split("-")[0]}'
+  if module in spec_lib.spec_modules():
     try:
       importlib.import_module(module)
     except Exception:  # pylint: disable=broad-except

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import pkgutil
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import tensorflow_model_analysis as tfma
@@ -22,9 +23,9 @@ from model_fns import binary_metrics
 import preprocessing
 from preprocessing import datasets
 
-# Modules that register specs when imported; `get` imports them on first use.
-SPEC_MODULES = ('pipelines.census', 'pipelines.higgs', 'pipelines.movielens', 'pipelines.mnist',
-                'pipelines.cifar10', 'pipelines.imagenet', 'pipelines.mrpc', 'pipelines.wmt')
+# The package whose every module registers specs when imported (discovered, not listed: a new
+# model is a new module there); `get` imports them on first use.
+MODELS_PACKAGE = 'pipelines.models'
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,
@@ -298,8 +299,15 @@ def register(spec: ModelSpec) -> ModelSpec:
   return spec
 
 
+def spec_modules() -> Tuple[str, ...]:
+  """The module paths of `MODELS_PACKAGE`'s modules, sorted."""
+  package = importlib.import_module(MODELS_PACKAGE)
+  return tuple(sorted(f'{MODELS_PACKAGE}.{info.name}'
+                      for info in pkgutil.iter_modules(package.__path__) if not info.ispkg))
+
+
 def _load_all() -> None:
-  for module in SPEC_MODULES:
+  for module in spec_modules():
     importlib.import_module(module)
 
 

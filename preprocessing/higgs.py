@@ -13,7 +13,7 @@ rows and evaluates on the 1,000,000 rows that start at row 10,000,000: `DATASET.
 
 No tf.Transform here: gradient boosted trees split on raw thresholds, so scaling, bucketizing or
 vocabularies would change nothing the model learns, and the 28 features are complete floats. The
-pipeline skips Transform (see `pipelines.higgs`) and the model reads the raw examples.
+pipeline skips Transform (see `pipelines.models.higgs`) and the model reads the raw examples.
 """
 
 from __future__ import annotations

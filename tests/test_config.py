@@ -191,3 +191,28 @@ def test_transform_settings_and_the_beam_state_cache_weighing(tmp_path):
   small, large = statecache.get_deep_size(list(range(10))), statecache.get_deep_size(
       list(range(10_000)))
   assert 0 < small < large
+
+
+def test_specs_are_discovered_from_the_models_package(tmp_path, monkeypatch):
+  """A model is a new module in the models package: no shared file lists it."""
+  from pipelines import models  # pylint: disable=import-outside-toplevel
+  shipped = sorted(p.name[:-3] for p in __import__('pathlib').Path(models.__path__[0]).glob('*.py')
+                   if p.name != '__init__.py')
+  assert spec_lib.spec_modules() == tuple(f'pipelines.models.{name}' for name in shipped)
+  package = tmp_path / 'more_models'
+  package.mkdir()
+  (package / '__init__.py').write_text('')
+  (package / 'toy.py').write_text(
+      'import dataclasses\n'
+      'from pipelines import spec\n'
+      'from pipelines.models import census\n'
+      "spec.register(dataclasses.replace(census.SPEC, name='toy-census'))\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.setattr(spec_lib, 'MODELS_PACKAGE', 'more_models')
+  try:
+    assert spec_lib.get('toy-census').dataset.name == 'census'
+    assert 'toy-census' in spec_lib.names()
+  finally:
+    spec_lib._SPECS.pop('toy-census', None)  # pylint: disable=protected-access
+    sys.modules.pop('more_models.toy', None)
+    sys.modules.pop('more_models', None)
