@@ -106,27 +106,49 @@ for _split in ('train', 'eval'):
                        lower_bound=0)
   flags.DEFINE_integer(f'{_split}_count', None, f'Rows of the {_split} split\'s file to read.',
                        lower_bound=1)
-# Hyperparameter flags of the seed models; each overrides the --hparams entry of the same name.
-flags.DEFINE_float('learning_rate', None, 'Learning rate (census: Adam; higgs: the boosting '
-                   'shrinkage, seed 0.1).')
-flags.DEFINE_integer('num_trees', None, 'higgs: number of boosted trees (seed 100).',
-                     lower_bound=1)
-flags.DEFINE_integer('max_depth', None, 'higgs: maximum tree depth (seed 6).', lower_bound=1)
-flags.DEFINE_integer('num_factors', None, 'movielens: GMF embedding size (seed 8; benchmark 64).',
-                     lower_bound=1)
-flags.DEFINE_list('layers', None, 'movielens: MLP layer sizes, the first split between the user '
-                  'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64).')
-flags.DEFINE_integer('num_neg', None, 'movielens: sampled negatives per positive (seed 4).',
-                     lower_bound=1)
-flags.DEFINE_integer('train_epochs', None, 'movielens: training epochs (default 20).',
-                     lower_bound=1)
-flags.DEFINE_string('init_checkpoint', None, 'mrpc: a Google BERT checkpoint prefix '
-                    '(.../bert_model.ckpt, bert_config.json beside it) to fine-tune from.')
-HPARAM_FLAGS = ('learning_rate', 'num_trees', 'max_depth', 'num_factors', 'layers', 'num_neg',
-                'train_epochs', 'init_checkpoint')
-flags.DEFINE_string('vocab_file', None, 'mrpc: the WordPiece vocabulary (default: the registry\'s '
-                    'uncased vocab.txt, from the data root); give the checkpoint\'s vocab.txt '
-                    'with a cased --init_checkpoint.')
+
+
+def _define_model_flags() -> Tuple[str, ...]:
+  """Defines each discovered spec's own flags: its hyperparameter flags (`spec.HparamFlag`) and a
+  string flag per Transform file (`--<setting>`, e.g. mrpc's `--vocab_file`). A flag that several
+  models declare is one flag, its help naming each; returns the hyperparameter flags' names.
+
+  Raises:
+    ValueError: two models declare one hyperparameter flag with different kinds.
+  """
+  declared: Dict[str, List[Tuple[str, spec_lib.HparamFlag]]] = {}
+  files: Dict[str, List[str]] = {}
+  for model in spec_lib.all_specs():
+    for flag in model.hparam_flags:
+      declared.setdefault(flag.name, []).append((model.name, flag))
+    for setting, (dataset, name) in model.transform_files.items():
+      files.setdefault(setting, []).append(f'{model.name}: the Transform\'s {setting}, instead '
+                                           f'of the registry\'s {dataset.name} {name}')
+  for name, uses in sorted(declared.items()):
+    kinds = {flag.kind for _, flag in uses}
+    if len(kinds) > 1:
+      raise ValueError(f'--{name} is declared with different kinds: '
+                       f'{", ".join(f"{model} {flag.kind}" for model, flag in uses)}')
+    helps: Dict[str, List[str]] = {}
+    for model, flag in uses:  # models that say the same share one mention
+      helps.setdefault(flag.help, []).append(model)
+    text = '; '.join(f'{", ".join(models)}: {help_}' for help_, models in helps.items())
+    kind = kinds.pop()
+    if kind == 'float':
+      flags.DEFINE_float(name, None, text)
+    elif kind == 'integer':
+      flags.DEFINE_integer(name, None, text, lower_bound=1)
+    elif kind == 'integers':
+      flags.DEFINE_list(name, None, text)
+    else:
+      flags.DEFINE_string(name, None, text)
+  for setting, helps in sorted(files.items()):
+    flags.DEFINE_string(setting, None, '; '.join(helps) + ' (unverified; a remote URI is read '
+                        'where Transform runs)')
+  return tuple(sorted(declared))
+
+
+HPARAM_FLAGS = _define_model_flags()
 flags.DEFINE_string('config', None, 'run / compile: replay the settings of a run\'s '
                     'run_summary.json (its resolved config and the data and engine flags it was '
                     'given), or take them from a YAML or JSON file of flag values, e.g. '
@@ -171,11 +193,11 @@ def _split_files(spec) -> Tuple[Dict[str, str], List[str], datasets.ResolvedSpli
 
 
 def _transform_files(spec) -> Dict[str, str]:
-  """The spec's Transform files, resolved and verified (`--vocab_file` replaces a vocabulary,
-  unverified; a remote URI is read where Transform runs)."""
+  """The spec's Transform files, resolved and verified (`--<setting>`, e.g. `--vocab_file`,
+  replaces one, unverified; a remote URI is read where Transform runs)."""
   files = {}
   for key, (dataset, name) in spec.transform_files.items():
-    given = FLAGS.vocab_file if key == 'vocab_file' else None
+    given = getattr(FLAGS, key)  # the spec's own flag (`_define_model_flags`)
     if given:
       files[key] = given if factory.is_remote(given) else os.path.abspath(given)
     else:
@@ -198,26 +220,36 @@ def _beam_pipeline_args():
 DATA_FLAGS = ('train_data', 'eval_data', 'ratings_data')
 
 
-def _hparams() -> Dict[str, Any]:
-  """--hparams with the hyperparameter flags applied; raises app.UsageError on bad JSON."""
+def _hparams(spec: spec_lib.ModelSpec) -> Dict[str, Any]:
+  """--hparams with the model's hyperparameter flags applied.
+
+  Raises:
+    app.UsageError: bad JSON, a bad list of integers, or a hyperparameter flag that the model does
+      not declare (naming the ones it does).
+  """
   try:
     hparams = json.loads(FLAGS.hparams)
   except json.JSONDecodeError as e:
     raise app.UsageError(f'--hparams is not a JSON object: {e}')
   if not isinstance(hparams, dict):
     raise app.UsageError('--hparams must be a JSON object')
+  own = {flag.name: flag for flag in spec.hparam_flags}
   for name in HPARAM_FLAGS:
     value = getattr(FLAGS, name)
     if value is None:
       continue
-    if name == 'layers':
+    if name not in own:
+      raise app.UsageError(f'--{name} does not apply to {spec.name}; its hyperparameter flags: '
+                           f'{", ".join(f"--{n}" for n in own) or "none"} (any hyperparameter: '
+                           '--hparams)')
+    if own[name].kind == 'integers':
       try:
         value = [int(v) for v in value]
       except ValueError:
-        raise app.UsageError(f'--layers={",".join(value)}: expected whole numbers, e.g. '
+        raise app.UsageError(f'--{name}={",".join(value)}: expected whole numbers, e.g. '
                              '64,32,16,8') from None
       if not value or min(value) <= 0:
-        raise app.UsageError(f'--layers={",".join(map(str, value))}: sizes must be positive')
+        raise app.UsageError(f'--{name}={",".join(map(str, value))}: sizes must be positive')
     hparams[name] = value
   return hparams
 
@@ -262,7 +294,7 @@ def check_flags(spec: spec_lib.ModelSpec) -> None:
       raise ValueError(f'{spec.name} does not train by steps: --train_steps does not apply')
     factory.trainer_config(spec, RunConfig(
         output_dir='', model_type=FLAGS.model_type, batch_size=FLAGS.batch_size,
-        hparams=_hparams(), distribution_strategy=FLAGS.distribution_strategy,
+        hparams=_hparams(spec), distribution_strategy=FLAGS.distribution_strategy,
         num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu, mixed_precision=FLAGS.mixed_precision))
     _beam_pipeline_args()
   except (ValueError, beam_runners.BeamOptionsError) as e:
@@ -406,7 +438,7 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
     datasets.DatasetError: a missing file or a checksum mismatch.
   """
   spec = spec_lib.get(model)
-  hparams = _hparams()
+  hparams = _hparams(spec)
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   config = RunConfig(
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,

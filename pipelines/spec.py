@@ -203,6 +203,33 @@ def multiclass_evaluation(label_key: str, thresholds: Tuple[Threshold, ...],
 
 
 @dataclasses.dataclass(frozen=True)
+class HparamFlag:
+  """A command-line flag of a model that sets one of its task's hyperparameters: `--NAME=VALUE`
+  is `--hparams='{"NAME": VALUE}'` and wins over that entry.
+
+  Attributes:
+    name: the flag's and the hyperparameter's name.
+    kind: `float`, `integer` (a positive whole number), `integers` (a comma-separated list of
+      positive whole numbers, a JSON list in the hyperparameters) or `string`.
+    help: what it sets for this model, with its default and the source of a published value.
+  """
+  name: str
+  kind: str
+  help: str
+
+  KINDS = ('float', 'integer', 'integers', 'string')
+
+  def __post_init__(self):
+    """Raises ValueError: an unknown kind."""
+    if self.kind not in self.KINDS:
+      raise ValueError(f'hyperparameter flag --{self.name}: kind {self.kind!r} is not one of '
+                       f'{", ".join(self.KINDS)}')
+
+
+LEARNING_RATE = HparamFlag('learning_rate', 'float', 'the optimizer\'s (peak) learning rate')
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """One model of the family, as the pipeline factory needs it.
 
@@ -240,7 +267,11 @@ class ModelSpec:
       `init_checkpoint` hyperparameter: BERT); None: `evaluation`.
     transform_files: preprocessing_fn setting -> (registered dataset, file name) of a file the
       Transform reads (BERT's WordPiece vocabulary); resolved and verified like the data, and
-      passed to the preprocessing_fn in its `custom_config`.
+      passed to the preprocessing_fn in its `custom_config`. `--<setting>` (a string flag)
+      replaces the file.
+    hparam_flags: the model's own flags for some of its hyperparameters (pipelines.settings
+      defines the flags of every discovered spec; a flag given to a model that does not declare
+      it is a usage error).
   """
   name: str
   dataset: datasets.Dataset
@@ -261,6 +292,7 @@ class ModelSpec:
   pretrained_evaluation: Optional[EvalSpec] = None
   transform_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
       default_factory=dict)
+  hparam_flags: Tuple[HparamFlag, ...] = (LEARNING_RATE,)
 
   def __post_init__(self):
     """Raises ValueError: a `model_ops_module` (custom ops) without `serving_op_modules`, or a
@@ -318,6 +350,11 @@ def get(name: str) -> ModelSpec:
     return _SPECS[name]
   except KeyError:
     raise KeyError(f'unknown model {name!r}; known: {", ".join(sorted(_SPECS))}') from None
+
+
+def all_specs() -> Tuple[ModelSpec, ...]:
+  """Every registered spec, by name."""
+  return tuple(get(name) for name in names())
 
 
 def names() -> Tuple[str, ...]:

@@ -173,7 +173,9 @@ USAGE_CASES = [
     (['run', 'census', '--hparams={"learning_rate": '], '--hparams is not a JSON object'),
     (['run', 'census', '--hparams={"no_such": 1}'], "unknown hyperparameters ['no_such']"),
     (['run', 'census', '--model_type=huge'], "unknown model type 'huge' for census"),
-    (['run', 'census', '--layers=64,x'], '--layers=64,x: expected whole numbers'),
+    (['run', 'movielens', '--layers=64,x'], '--layers=64,x: expected whole numbers'),
+    (['run', 'census', '--num_trees=10'], '--num_trees does not apply to census; its hyperparameter '
+     'flags: --learning_rate'),
     (['run', 'movielens', '--train_data=/etc/hostname'],
      '--train_data does not apply to movielens, whose raw input is u.data; its data flags: '
      '--ratings_data'),

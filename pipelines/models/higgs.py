@@ -42,4 +42,8 @@ SPEC = spec.register(spec.ModelSpec(
     # HIGGS is machine-written: any malformed row means a corrupt or foreign file.
     max_malformed_fraction=0.0,
     model_ops_module='model_fns.higgs',
-    serving_op_modules=('tensorflow_decision_forests',)))
+    serving_op_modules=('tensorflow_decision_forests',),
+    # The seed's flags (official/boosted_trees/train_higgs.py).
+    hparam_flags=(spec.HparamFlag('learning_rate', 'float', 'the boosting shrinkage (seed 0.1)'),
+                  spec.HparamFlag('num_trees', 'integer', 'number of boosted trees (seed 100)'),
+                  spec.HparamFlag('max_depth', 'integer', 'maximum tree depth (seed 6)'))))

@@ -45,7 +45,18 @@ def _register(name: str, dataset, line_parser: str, hit_rate_bar: float, note: s
           thresholds=(spec.Threshold('hit_rate_at_10', lower_bound=hit_rate_bar),),
           summary_metrics={'hit_rate_at_10': 'hit_rate_at_10', 'ndcg_at_10': 'ndcg_at_10',
                            'users': 'example_count'}),
-      description=f'NeuMF recommender, HR@10 / NDCG@10 on {note}'))
+      description=f'NeuMF recommender, HR@10 / NDCG@10 on {note}',
+      hparam_flags=HPARAM_FLAGS))
+
+
+# The seed's flags (official/recommendation/ncf_main.py).
+HPARAM_FLAGS = (
+    spec.HparamFlag('learning_rate', 'float', 'Adam\'s learning rate (seed 0.001)'),
+    spec.HparamFlag('num_factors', 'integer', 'GMF embedding size (seed 8; benchmark 64)'),
+    spec.HparamFlag('layers', 'integers', 'MLP layer sizes, the first split between the user '
+                    'and item embeddings (seed 64,32,16,8; benchmark 256,256,128,64)'),
+    spec.HparamFlag('num_neg', 'integer', 'sampled negatives per positive (seed 4)'),
+    spec.HparamFlag('train_epochs', 'integer', 'training epochs (default 20)'))
 
 
 # Bars: ml-100k, the issue's acceptance (ItemPop reaches about 0.32 / 0.16 on this protocol);

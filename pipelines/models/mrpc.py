@@ -55,4 +55,9 @@ SPEC = spec.register(spec.ModelSpec(
     model_ops_module='tensorflow_text',
     serving_op_modules=('tensorflow_text',),
     # A malformed pair in a curated corpus means a damaged copy: fail on the first one.
-    max_malformed_fraction=0.0))
+    max_malformed_fraction=0.0,
+    hparam_flags=(spec.LEARNING_RATE,
+                  spec.HparamFlag('init_checkpoint', 'string', 'a Google BERT checkpoint prefix '
+                                  '(.../bert_model.ckpt, bert_config.json beside it) to '
+                                  'fine-tune from; give its vocab.txt as --vocab_file when it '
+                                  'is cased'))))
