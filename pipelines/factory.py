@@ -66,6 +66,7 @@ class RunConfig:
     input_digests: split -> SHA-256 of the split's raw input (pipelines.fingerprint.input_digests);
       a split is absent when unknown (a remote file). In ExampleGen's cache key, so a file
       replaced by one of the same size and modification time is read again.
+    example_gen_files: the spec's `example_gen_files`, resolved: {setting: local path}.
     command_line: the flags the user gave ({name: parsed value}); recorded in the run summary so
       that `--config` replays the run's data and engine choices as well as its resolved settings.
   """
@@ -91,6 +92,7 @@ class RunConfig:
   transform_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
   input_digests: Dict[str, str] = dataclasses.field(default_factory=dict)
   command_line: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  example_gen_files: Dict[str, str] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -314,7 +316,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
   sdk_harness.configure()
 
   example_gen = spec.example_gen(input_base, patterns, config.max_malformed_fraction,
-                                 config.row_ranges)
+                                 config.row_ranges, config.example_gen_files)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
   example_validator = tfx.components.ExampleValidator(

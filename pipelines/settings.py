@@ -110,7 +110,7 @@ for _split in ('train', 'eval'):
 
 def _define_model_flags() -> Tuple[str, ...]:
   """Defines each discovered spec's own flags: its hyperparameter flags (`spec.HparamFlag`) and a
-  string flag per Transform file (`--<setting>`, e.g. mrpc's `--vocab_file`). A flag that several
+  string flag per side file (`--<setting>`: mrpc's `--vocab_file`, imagenet's `--synsets_file`). A flag that several
   models declare is one flag, its help naming each; returns the hyperparameter flags' names.
 
   Raises:
@@ -121,9 +121,11 @@ def _define_model_flags() -> Tuple[str, ...]:
   for model in spec_lib.all_specs():
     for flag in model.hparam_flags:
       declared.setdefault(flag.name, []).append((model.name, flag))
-    for setting, (dataset, name) in model.transform_files.items():
-      files.setdefault(setting, []).append(f'{model.name}: the Transform\'s {setting}, instead '
-                                           f'of the registry\'s {dataset.name} {name}')
+    for component, side_files in (('Transform', model.transform_files),
+                                  ('ExampleGen', model.example_gen_files)):
+      for setting, (dataset, name) in side_files.items():
+        files.setdefault(setting, []).append(f'{model.name}: the {component}\'s {setting}, '
+                                             f'instead of the registry\'s {dataset.name} {name}')
   for name, uses in sorted(declared.items()):
     kinds = {flag.kind for _, flag in uses}
     if len(kinds) > 1:
@@ -143,8 +145,7 @@ def _define_model_flags() -> Tuple[str, ...]:
     else:
       flags.DEFINE_string(name, None, text)
   for setting, helps in sorted(files.items()):
-    flags.DEFINE_string(setting, None, '; '.join(helps) + ' (unverified; a remote URI is read '
-                        'where Transform runs)')
+    flags.DEFINE_string(setting, None, '; '.join(helps) + ' (unverified)')
   return tuple(sorted(declared))
 
 
@@ -192,17 +193,22 @@ def _split_files(spec) -> Tuple[Dict[str, str], List[str], datasets.ResolvedSpli
   return {split: files[split] for split in names}, canonical, resolved
 
 
-def _transform_files(spec) -> Dict[str, str]:
-  """The spec's Transform files, resolved and verified (`--<setting>`, e.g. `--vocab_file`,
-  replaces one, unverified; a remote URI is read where Transform runs)."""
-  files = {}
-  for key, (dataset, name) in spec.transform_files.items():
+def _side_files(files: Mapping[str, Tuple[datasets.Dataset, str]]) -> Dict[str, str]:
+  """A spec's `transform_files` or `example_gen_files`, resolved and verified with --data_root and
+  --cache_dir: {setting: path}. `--<setting>` (e.g. `--vocab_file`) replaces one, unverified; a
+  remote URI is read where its component runs.
+
+  Raises:
+    datasets.DatasetError: a file missing from the data root, not downloadable, or corrupt.
+  """
+  resolved = {}
+  for key, (dataset, name) in files.items():
     given = getattr(FLAGS, key)  # the spec's own flag (`_define_model_flags`)
     if given:
-      files[key] = given if factory.is_remote(given) else os.path.abspath(given)
+      resolved[key] = given if factory.is_remote(given) else os.path.abspath(given)
     else:
-      files[key] = datasets.resolve_file(dataset, name, FLAGS.data_root, FLAGS.cache_dir)
-  return files
+      resolved[key] = datasets.resolve_file(dataset, name, FLAGS.data_root, FLAGS.cache_dir)
+  return resolved
 
 
 def _beam_pipeline_args():
@@ -308,7 +314,8 @@ _OTHER_COMMANDS = ('config', 'compare', 'input', 'output', 'output_format', 'wit
 # replay leaves these to the new command line.
 _PLACES = ('output_dir', 'pipeline_root', 'serving_model_dir', 'data_root', 'cache_dir',
            'from_stage', 'to_stage', 'image', 'output_file')
-_PATH_FLAGS = ('train_data', 'eval_data', 'ratings_data', 'vocab_file', 'setup_file')
+_PATH_FLAGS = ('train_data', 'eval_data', 'ratings_data', 'vocab_file', 'synsets_file',
+               'setup_file')
 
 
 def run_flags() -> List[str]:
@@ -463,7 +470,8 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
   if resolved.fallback:
     config.data_notice = f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
   config.reduced_data = bool(resolved.fallback) or FLAGS.sample
-  config.transform_config = _transform_files(spec)
+  config.transform_config = _side_files(spec.transform_files)
+  config.example_gen_files = _side_files(spec.example_gen_files)
   # Content digests of the raw inputs, in the ExampleGen's cache key (size and mtime are not
   # enough: a replaced file of the same size and time would be served from the cache).
   config.input_digests = fingerprint.input_digests(split_files, FLAGS.cache_dir,

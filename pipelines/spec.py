@@ -29,8 +29,9 @@ MODELS_PACKAGE = 'pipelines.models'
 
 RowRanges = Mapping[str, Tuple[int, Optional[int]]]
 # (input_base, {split: file pattern relative to input_base}, max_malformed_fraction,
-#  {split: (first row, number of rows or None)}) -> ExampleGen
-ExampleGenFactory = Callable[[str, Mapping[str, str], float, RowRanges],
+#  {split: (first row, number of rows or None)}, {setting: local path of a resolved and verified
+#  `example_gen_files` file}) -> ExampleGen
+ExampleGenFactory = Callable[[str, Mapping[str, str], float, RowRanges, Mapping[str, str]],
                              base_component.BaseComponent]
 
 
@@ -43,7 +44,8 @@ def text_line_example_gen(line_parser: str, **split_fn: Any) -> ExampleGenFactor
   """The ExampleGenFactory of a line-oriented raw format: a TextLineExampleGen that parses every
   line with `line_parser` (module path, see components.text_example_gen); `split_fn` holds its
   split_fn, split_fn_args and output_splits, if any."""
-  def build(input_base, patterns, max_malformed_fraction, row_ranges):
+  def build(input_base, patterns, max_malformed_fraction, row_ranges, files):
+    del files  # a line format needs no side file
     return TextLineExampleGen(input_base=input_base, splits=patterns, line_parser=line_parser,
                               max_malformed_fraction=max_malformed_fraction,
                               row_ranges=row_ranges, **split_fn)
@@ -269,6 +271,11 @@ class ModelSpec:
       Transform reads (BERT's WordPiece vocabulary); resolved and verified like the data, and
       passed to the preprocessing_fn in its `custom_config`. `--<setting>` (a string flag)
       replaces the file.
+    example_gen_files: ExampleGen setting -> (registered dataset, file name) of a file that the
+      ExampleGen's settings are built from (ImageNet's synsets.txt: the label order). Resolved
+      and verified with the data's `--data_root` / `--cache_dir` before the pipeline is built
+      (RunConfig.example_gen_files) and handed to `example_gen` as {setting: local path};
+      `--<setting>` replaces the file.
     hparam_flags: the model's own flags for some of its hyperparameters (pipelines.settings
       defines the flags of every discovered spec; a flag given to a model that does not declare
       it is a usage error).
@@ -291,6 +298,8 @@ class ModelSpec:
   reduced_data_evaluation: Optional[EvalSpec] = None
   pretrained_evaluation: Optional[EvalSpec] = None
   transform_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
+      default_factory=dict)
+  example_gen_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
       default_factory=dict)
   hparam_flags: Tuple[HparamFlag, ...] = (LEARNING_RATE,)
 

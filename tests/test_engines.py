@@ -131,6 +131,10 @@ def _remote_run(name, tmp_path):
   config = RunConfig(output_dir=str(tmp_path / name), remote_root=f'gs://my-bucket/{name}/root')
   files = {split: f'gs://my-bucket/data/{spec.dataset.directory}/{file}'
            for split, file in spec.dataset.splits.items()}
+  if spec.example_gen_files:  # imagenet's label order: any 1,000 distinct wnids build the spec
+    synsets = tmp_path / 'synsets.txt'
+    synsets.write_text(''.join(f'n{i:08d}\n' for i in range(1000)))
+    config.example_gen_files = {setting: str(synsets) for setting in spec.example_gen_files}
   return spec, config, files
 
 

@@ -14,9 +14,10 @@ from pipelines import spec
 from preprocessing import cifar10
 
 
-def image_example_gen(input_base, patterns, max_malformed_fraction, row_ranges):
+def image_example_gen(input_base, patterns, max_malformed_fraction, row_ranges, files):
   """The spec's ExampleGenFactory: an ImageExampleGen over the python archive's members or over
   the image folders, whichever the splits name."""
+  del files  # no side file
   archive = {split: cifar10.ARCHIVE_MEMBERS[split] for split, pattern in patterns.items()
              if is_archive(pattern)}
   return ImageExampleGen(input_base=input_base, splits=patterns, class_names=cifar10.CLASS_NAMES,

@@ -9,35 +9,21 @@ bytes itself. The Evaluator computes top-1 and top-5 accuracy with TFMA.
 
 from __future__ import annotations
 
-import os
-
 from components.image_example_gen import ImageExampleGen
 from pipelines import spec
-from preprocessing import datasets, imagenet
+from preprocessing import imagenet
 
 VALIDATION_LABELS = 'synset_labels.txt'  # imagenet_to_gcs.py's labels of the flat validation set
+SYNSETS_FILE = 'synsets_file'  # the example_gen_files setting (and flag) of synsets.txt
 
 
-def synsets_file(input_base: str) -> str:
-  """The synsets file beside the splits (a data root's layout), verified; else the registry's
-  (the data root of $OFFICIAL_TFX_DATA_ROOT, the cache, or a download).
-
-  Raises:
-    datasets.DatasetError: a checksum mismatch, or the file missing everywhere.
-  """
-  beside = os.path.join(input_base, imagenet.SYNSETS)
-  if os.path.isfile(beside):
-    datasets.verify(beside, imagenet.DATASET.file(imagenet.SYNSETS))
-    return beside
-  return datasets.resolve_file(imagenet.DATASET, imagenet.SYNSETS)
-
-
-def image_example_gen(input_base, patterns, max_malformed_fraction, row_ranges):
-  """The spec's ExampleGenFactory: an ImageExampleGen in synsets.txt's label order; a flat
-  validation folder is labelled by synset_labels.txt beside it (read in the ExampleGen, so that
-  a remote data root needs no access here)."""
+def image_example_gen(input_base, patterns, max_malformed_fraction, row_ranges, files):
+  """The spec's ExampleGenFactory: an ImageExampleGen in the label order of synsets.txt (resolved
+  and verified before the pipeline is built: `example_gen_files`); a flat validation folder is
+  labelled by synset_labels.txt beside it (read in the ExampleGen, so that a remote data root
+  needs no access here)."""
   return ImageExampleGen(input_base=input_base, splits=patterns,
-                         class_names=imagenet.class_names(synsets_file(input_base)),
+                         class_names=imagenet.class_names(files[SYNSETS_FILE]),
                          max_malformed_fraction=max_malformed_fraction, row_ranges=row_ranges,
                          labels_files={'eval': VALIDATION_LABELS})
 
@@ -66,4 +52,5 @@ SPEC = spec.register(spec.ModelSpec(
         # its bar is that every image went through the exported model's serving signature.
         thresholds=(spec.Threshold('example_count', lower_bound=100, no_regression=False),)),
     description='ResNet-50 v1.5 on ImageNet (class folders; offline: the 100-image sample)',
-    max_malformed_fraction=0.0))
+    max_malformed_fraction=0.0,
+    example_gen_files={SYNSETS_FILE: (imagenet.DATASET, imagenet.SYNSETS)}))

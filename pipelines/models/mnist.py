@@ -13,8 +13,9 @@ from pipelines import spec
 from preprocessing import mnist
 
 
-def idx_example_gen(input_base, patterns, max_malformed_fraction, row_ranges):
+def idx_example_gen(input_base, patterns, max_malformed_fraction, row_ranges, files):
   """The spec's ExampleGenFactory: an IdxExampleGen over each split's images file."""
+  del files  # no side file
   return IdxExampleGen(input_base=input_base, splits=patterns,
                        max_malformed_fraction=max_malformed_fraction, row_ranges=row_ranges,
                        num_classes=mnist.NUM_CLASSES)

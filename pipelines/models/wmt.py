@@ -20,8 +20,9 @@ from pipelines import spec
 from preprocessing import wmt
 
 
-def parallel_text_example_gen(input_base, patterns, max_malformed_fraction, row_ranges):
+def parallel_text_example_gen(input_base, patterns, max_malformed_fraction, row_ranges, files):
   """The spec's ExampleGenFactory: file pairs, or the wmt32k folder of subword TFRecords."""
+  del files  # no side file
   return ParallelTextExampleGen(input_base=input_base, splits=patterns,
                                 max_malformed_fraction=max_malformed_fraction,
                                 row_ranges=row_ranges,
