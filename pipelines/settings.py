@@ -110,8 +110,9 @@ for _split in ('train', 'eval'):
 
 def _define_model_flags() -> Tuple[str, ...]:
   """Defines each discovered spec's own flags: its hyperparameter flags (`spec.HparamFlag`) and a
-  string flag per side file (`--<setting>`: mrpc's `--vocab_file`, imagenet's `--synsets_file`). A flag that several
-  models declare is one flag, its help naming each; returns the hyperparameter flags' names.
+  string flag per side file (`--<setting>`: mrpc's `--vocab_file`, imagenet's `--synsets_file`).
+  A flag that several models declare is one flag, its help naming each; returns the
+  hyperparameter flags' names.
 
   Raises:
     ValueError: two models declare one hyperparameter flag with different kinds.
