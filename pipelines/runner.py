@@ -30,6 +30,7 @@ import json
 import os
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -58,6 +59,7 @@ class RunInterrupted(KeyboardInterrupt):
 
   def __init__(self, signum: int):
     super().__init__(signal.Signals(signum).name)
+    self.signum = signum
     self.signal_name = signal.Signals(signum).name
     self.exit_status = 128 + signum
 
@@ -101,10 +103,18 @@ def run_lock(output_dir: str) -> Iterator[None]:
 @contextlib.contextmanager
 def interrupts_raise() -> Iterator[None]:
   """Within the block, SIGINT and SIGTERM raise RunInterrupted in the main thread (a no-op
-  elsewhere, where Python cannot install handlers); the previous handlers come back after."""
+  elsewhere, where Python cannot install handlers); the previous handlers come back after.
+
+  Python runs a signal handler at whatever bytecode the main thread is at, also inside a weakref
+  callback or a `__del__`, where an exception is printed as "Exception ignored in" and dropped
+  (seen: a Keras training run went on to the end after Ctrl-C). Such a dropped RunInterrupted
+  reaches `sys.unraisablehook`, which here re-arms the handler and delivers the signal again a
+  moment later, from wherever the main thread then is.
+  """
   if threading.current_thread() is not threading.main_thread():
     yield
     return
+  done = threading.Event()
 
   def handler(signum, frame):
     del frame
@@ -112,10 +122,27 @@ def interrupts_raise() -> Iterator[None]:
       signal.signal(sig, signal.SIG_IGN)
     raise RunInterrupted(signum)
 
+  def redeliver(signum: int) -> None:
+    if not done.is_set():
+      signal.pthread_kill(threading.main_thread().ident, signum)
+
+  def unraisable(info) -> None:
+    if isinstance(info.exc_value, RunInterrupted) and not done.is_set():
+      logging.warning('%s was raised where Python drops exceptions (%s); delivering it again',
+                      info.exc_value.signal_name, info.object)
+      for sig in previous:
+        signal.signal(sig, handler)
+      threading.Timer(0.1, redeliver, (info.exc_value.signum,)).start()
+      return
+    previous_hook(info)
+
   previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+  previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
   try:
     yield
   finally:
+    done.set()
+    sys.unraisablehook = previous_hook
     for sig, old in previous.items():
       signal.signal(sig, old)
 

@@ -1,5 +1,6 @@
 """Census through the CLI, interrupted and resumed as a user would: SIGINT during the Trainer, the
-same command again, then a partial run from the Evaluator (real UCI files, embedded default)."""
+same command again, then a partial run from the Evaluator (small synthetic files in the UCI
+format, tests/synthetic.py; embedded default)."""
 
 import json
 import os
@@ -11,8 +12,8 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import metadata
+from tests import synthetic
 
-pytestmark = pytest.mark.e2e
 BEFORE_TRAINER = ('TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
                   'AnomaliesGate', 'Transform')
 
@@ -29,9 +30,11 @@ def _unfinished(output_dir):
                                     metadata_store_pb2.Execution.RUNNING)]
 
 
-def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path, data_root):
+def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path):
   output_dir = str(tmp_path / 'census')
-  command = [sys.executable, '-m', 'pipelines.cli', 'run', 'census', f'--data_root={data_root}',
+  files = synthetic.census_files(str(tmp_path), {'train': 2000, 'eval': 1000})
+  command = [sys.executable, '-m', 'pipelines.cli', 'run', 'census',
+             f'--train_data={files["train"]}', f'--eval_data={files["eval"]}',
              f'--output_dir={output_dir}', '--train_steps=600']
   with open(tmp_path / 'stderr.txt', 'w') as stderr:
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -47,7 +50,7 @@ def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path, data_
     assert run.wait(timeout=300) == 130
   errors = (tmp_path / 'stderr.txt').read_text()
   assert 'official-tfx: interrupted (SIGINT) during Trainer' in errors
-  assert f'Resume with: official-tfx run census --data_root={data_root}' in errors
+  assert f'Resume with: official-tfx run census --train_data={files["train"]}' in errors
   assert 'KeyboardInterrupt' not in errors and 'Traceback' not in errors
   summary = _summary(output_dir)
   assert summary['error'] == 'interrupted'

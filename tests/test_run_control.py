@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -124,6 +125,25 @@ def test_sigint_and_sigterm_raise_run_interrupted_with_the_shell_exit_status():
     assert raised.value.signal_name == signal.Signals(sig).name
   # Restored (a process started in the background, by nohup or `&`, ignores SIGINT from the start).
   assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_an_interrupt_raised_where_python_drops_exceptions_is_delivered_again():
+  """Ctrl-C that lands in a weakref callback (as during Keras training, where it was lost and the
+  run went on) still stops the run."""
+  class Thing:
+    pass
+
+  def callback(_):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)  # the handler runs in here, and Python drops what it raises
+
+  with pytest.raises(runner.RunInterrupted) as raised:
+    with runner.interrupts_raise():
+      thing = Thing()
+      ref = weakref.ref(thing, callback)
+      del thing
+      time.sleep(10)  # without a second delivery the block would end here, uninterrupted
+  assert raised.value.signal_name == 'SIGINT' and ref() is None
 
 
 def test_error_messages_drop_beam_stage_names():
