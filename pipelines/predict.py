@@ -5,7 +5,7 @@
       [--beam_runner=...]
 
 The input is the model's canonical line format (census UCI lines, HIGGS CSV, MRPC TSV), or for
-wmt English text, one sentence a line (`SENTENCE_INPUTS`): the files matching `--input` are read
+wmt English text, one sentence a line (the spec's `predict_line_parser`): the files matching `--input` are read
 with Beam and every line goes through the spec's line parser, as TextLineExampleGen does (a UTF-8
 BOM is stripped, a header line of column names skipped, a line the parser returns None for, blank
 or comment, is no row). The label feature is taken out of each row, the rows are encoded as raw
@@ -66,18 +66,6 @@ SERVING_SIGNATURE = 'serving_default'
 BINARY_THRESHOLD = 0.5  # TFMA's (model_fns.binary_metrics): probability >= 0.5 is class 1
 
 
-def source_sentence(line: str) -> Optional[Dict[str, str]]:
-  """The line parser of a translation model's input: one source sentence a line, as the feature
-  `inputs` (preprocessing.wmt.SOURCE_KEY); a blank line is no row. Never raises."""
-  text = line.strip()
-  return {'inputs': text} if text else None
-
-
-# Models whose raw format is not a line format, but whose serving input is one sentence: their
-# predict input is plain text, one sentence a line (wmt: English).
-SENTENCE_INPUTS = {'wmt': 'pipelines.predict.source_sentence'}
-
-
 class PredictError(Exception):
   """A prediction that cannot start or finish: the message is the one line the user reads."""
 
@@ -85,16 +73,16 @@ class PredictError(Exception):
 def line_parser(spec: spec_lib.ModelSpec) -> str:
   """The module path of `spec`'s line parser, e.g. `preprocessing.census.parse_line`.
 
-  The ExampleGen factory of a line format (`spec.text_line_example_gen(parser)`) names it in its
-  `line_parser` attribute. A translation model (SENTENCE_INPUTS) reads one source sentence a line
-  (`source_sentence`).
+  The spec's `predict_line_parser` when it has one (wmt: one English sentence a line); else the
+  one the ExampleGen factory of a line format (`spec.text_line_example_gen(parser)`) names in its
+  `line_parser` attribute.
 
   Raises:
     PredictError: the spec's raw format is not a line format (IDX images, parallel text, ...),
       or its examples are not one per line (MovieLens' per-user examples).
   """
-  if spec.name in SENTENCE_INPUTS:
-    return SENTENCE_INPUTS[spec.name]
+  if spec.predict_line_parser:
+    return spec.predict_line_parser
   parser = getattr(spec.example_gen, 'line_parser', None)
   if not isinstance(parser, str):
     raise PredictError(f'predict reads line formats only (census, higgs, mrpc; wmt\'s sentences); '

@@ -276,6 +276,9 @@ class ModelSpec:
       and verified with the data's `--data_root` / `--cache_dir` before the pipeline is built
       (RunConfig.example_gen_files) and handed to `example_gen` as {setting: local path};
       `--<setting>` replaces the file.
+    predict_line_parser: module path of the line parser of `official-tfx predict`'s input when
+      it is not the raw training format (wmt: one English sentence a line, not sentence pairs);
+      None: the ExampleGen's own line parser.
     hparam_flags: the model's own flags for some of its hyperparameters (pipelines.settings
       defines the flags of every discovered spec; a flag given to a model that does not declare
       it is a usage error).
@@ -301,6 +304,7 @@ class ModelSpec:
       default_factory=dict)
   example_gen_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
       default_factory=dict)
+  predict_line_parser: Optional[str] = None
   hparam_flags: Tuple[HparamFlag, ...] = (LEARNING_RATE,)
 
   def __post_init__(self):

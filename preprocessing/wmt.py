@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -92,6 +92,14 @@ _WMT32K_TREE = '6890e6096e2220680fe3f35af1aa7da37299697a11fafaca6cc6c06946dbee3f
 WMT32K = 'wmt32k'
 WMT32K_TRAIN_GLOB = 'wmt32k-train-*'
 NEWSTEST_YEARS = tuple(range(2008, 2020))
+
+
+def parse_source_sentence(line: str) -> Optional[Dict[str, str]]:
+  """The line parser of `official-tfx predict`'s input: one English sentence a line, as the
+  feature `inputs` (SOURCE_KEY) that the serving signature translates; a blank line is no row.
+  Never raises."""
+  text = line.strip()
+  return {SOURCE_KEY: text} if text else None
 
 
 def newstest(year: int, language: str = 'en') -> str:

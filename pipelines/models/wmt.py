@@ -68,4 +68,6 @@ SPEC = spec.register(spec.ModelSpec(
     # A pair with an empty side is rare in curated corpora but happens in crawled ones: 620 of
     # wmt32k's 270,769 training records (0.23%) have an empty English or German side. Up to 1%
     # are reported and left out.
-    max_malformed_fraction=0.01))
+    max_malformed_fraction=0.01,
+    # `official-tfx predict` translates English text, one sentence a line.
+    predict_line_parser='preprocessing.wmt.parse_source_sentence'))
