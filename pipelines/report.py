@@ -33,7 +33,7 @@ import json
 import math
 import os
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jinja2
 import markupsafe
@@ -254,6 +254,21 @@ def _split_dirs(uri: str) -> List[Tuple[str, str]]:
   splits = [(name[len('Split-'):], os.path.join(uri, name)) for name in os.listdir(uri)
             if name.startswith('Split-')]
   return sorted(splits, key=lambda s: (s[0] != 'train', s[0]))
+
+
+def _per_split(store, execution, key: str, file_name: str,
+               read: Callable[[str], Any]) -> Dict[str, Any]:
+  """{split: read(<split folder>/file_name)} over the `key` output artifacts of `execution` (a
+  StatisticsGen's statistics, an ExampleValidator's anomalies); {} when it did not run."""
+  found: Dict[str, Any] = {}
+  if execution is None:
+    return found
+  for artifact in history.artifacts_by_key(store, execution.id).get(key, []):
+    for split, folder in _split_dirs(artifact.uri):
+      path = os.path.join(folder, file_name)
+      if os.path.isfile(path):
+        found[split] = read(path)
+  return found
 
 
 def _anomalies(path: str) -> List[Dict[str, Any]]:
@@ -784,21 +799,13 @@ def collect(output_dir: str, model: Optional[str] = None,
   malformed = summary.get('malformed') or {}
 
   # Statistics and anomalies.
-  statistics, anomalies, schema_file = {}, {}, None
-  stats_execution = by_node.get('StatisticsGen')
-  if stats_execution is not None:
-    for artifact in history.artifacts_by_key(store, stats_execution.id).get('statistics', []):
-      for split, folder in _split_dirs(artifact.uri):
-        path = os.path.join(folder, 'FeatureStats.pb')
-        if os.path.isfile(path):
-          statistics[split] = _features_stats(path)
+  statistics = _per_split(store, by_node.get('StatisticsGen'), 'statistics', 'FeatureStats.pb',
+                          _features_stats)
+  anomalies = _per_split(store, by_node.get('ExampleValidator'), 'anomalies', 'SchemaDiff.pb',
+                         _anomalies)
+  schema_file = None
   validator = by_node.get('ExampleValidator')
   if validator is not None:
-    for artifact in history.artifacts_by_key(store, validator.id).get('anomalies', []):
-      for split, folder in _split_dirs(artifact.uri):
-        path = os.path.join(folder, 'SchemaDiff.pb')
-        if os.path.isfile(path):
-          anomalies[split] = _anomalies(path)
     for artifact in history.artifacts_by_key(store, validator.id, inputs=True).get('schema', []):
       schema_file = os.path.join(artifact.uri, 'schema.pbtxt')
 
