@@ -82,13 +82,6 @@ flags.DEFINE_boolean('transform_statistics', False, 'Let Transform compute pre- 
                      'post-transform statistics (slower).')
 flags.DEFINE_boolean('transform_analyzer_cache', False, 'Let Transform write tf.Transform\'s '
                      'analyzer cache (for runs over overlapping spans; slower).')
-flags.DEFINE_string('train_data', None, 'Read the train split from this file instead of the '
-                    'canonical one (same raw format; not checksummed). A remote URI (gs://...) is '
-                    'read where ExampleGen runs (compile, remote runners).')
-flags.DEFINE_string('eval_data', None, 'Likewise for the eval split.')
-flags.DEFINE_string('ratings_data', None, 'movielens: read the ratings from this file instead of '
-                    'the canonical one (same raw format); it feeds both splits (leave-one-out), so '
-                    '--train_data and --eval_data do not apply.')
 flags.DEFINE_string('from_stage', None, 'Partial run: run from this stage (e.g. Trainer) to the '
                     'end, or to --to_stage, re-running it and what follows (no cache) with the '
                     'other stages\' outputs taken from the last run in --output_dir.')
@@ -108,18 +101,22 @@ for _split in ('train', 'eval'):
                        lower_bound=1)
 
 
-def _define_model_flags() -> Tuple[str, ...]:
-  """Defines each discovered spec's own flags: its hyperparameter flags (`spec.HparamFlag`) and a
-  string flag per side file (`--<setting>`: mrpc's `--vocab_file`, imagenet's `--synsets_file`).
+def _define_model_flags() -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+  """Defines each discovered spec's own flags: its hyperparameter flags (`spec.HparamFlag`), a
+  string flag per side file (`--<setting>`: mrpc's `--vocab_file`, imagenet's `--synsets_file`)
+  and a `--<split>_data` flag per raw split (`--train_data`, movielens' `--ratings_data`).
   A flag that several models declare is one flag, its help naming each; returns the
-  hyperparameter flags' names.
+  (hyperparameter flags' names, raw data flags' names).
 
   Raises:
     ValueError: two models declare one hyperparameter flag with different kinds.
   """
   declared: Dict[str, List[Tuple[str, spec_lib.HparamFlag]]] = {}
   files: Dict[str, List[str]] = {}
+  splits: Dict[str, List[str]] = {}
   for model in spec_lib.all_specs():
+    for split in model.dataset.splits:
+      splits.setdefault(split, []).append(model.name)
     for flag in model.hparam_flags:
       declared.setdefault(flag.name, []).append((model.name, flag))
     for component, side_files in (('Transform', model.transform_files),
@@ -147,10 +144,15 @@ def _define_model_flags() -> Tuple[str, ...]:
       flags.DEFINE_string(name, None, text)
   for setting, helps in sorted(files.items()):
     flags.DEFINE_string(setting, None, '; '.join(helps) + ' (unverified)')
-  return tuple(sorted(declared))
+  for split, models in sorted(splits.items()):  # the raw input files: --train_data, ...
+    flags.DEFINE_string(f'{split}_data', None, f'{", ".join(models)}: read the {split} split from '
+                        'this file (or image folder) instead of the canonical one (same raw '
+                        'format; not checksummed). A remote URI (gs://...) is read where '
+                        'ExampleGen runs (compile, remote runners).')
+  return tuple(sorted(declared)), tuple(f'{split}_data' for split in sorted(splits))
 
 
-HPARAM_FLAGS = _define_model_flags()
+HPARAM_FLAGS, DATA_FLAGS = _define_model_flags()
 flags.DEFINE_string('config', None, 'run / compile: replay the settings of a run\'s '
                     'run_summary.json (its resolved config and the data and engine flags it was '
                     'given), or take them from a YAML or JSON file of flag values, e.g. '
@@ -224,7 +226,6 @@ def _beam_pipeline_args():
   return beam_runners.pipeline_args(config)
 
 
-DATA_FLAGS = ('train_data', 'eval_data', 'ratings_data')
 
 
 def _hparams(spec: spec_lib.ModelSpec) -> Dict[str, Any]:
@@ -315,8 +316,7 @@ _OTHER_COMMANDS = ('config', 'compare', 'input', 'output', 'output_format', 'wit
 # replay leaves these to the new command line.
 _PLACES = ('output_dir', 'pipeline_root', 'serving_model_dir', 'data_root', 'cache_dir',
            'from_stage', 'to_stage', 'image', 'output_file')
-_PATH_FLAGS = ('train_data', 'eval_data', 'ratings_data', 'vocab_file', 'synsets_file',
-               'setup_file')
+_PATH_FLAGS = DATA_FLAGS + ('vocab_file', 'synsets_file', 'setup_file')
 
 
 def run_flags() -> List[str]:
