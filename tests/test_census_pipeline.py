@@ -185,6 +185,7 @@ def _wait_all(processes, timeout):
 MULTI_WORKER_STEPS = 300
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_multi_worker_training_on_two_local_workers(census_run, adult_lines, tmp_path):
   """The run's Trainer inputs (from its ML Metadata) trained by two worker processes on loopback
   under MultiWorkerMirroredStrategy, as a multi-worker Trainer would: both train, only the chief

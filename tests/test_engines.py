@@ -95,6 +95,7 @@ def test_tfx_cli_registers_and_runs_census_on_the_local_and_beam_engines(tmp_pat
   assert beam['metrics']['accuracy'] == pytest.approx(local['metrics']['accuracy'])
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 @pytest.mark.e2e
 def test_airflow_runs_the_census_dag_and_pushes_a_blessed_model(tmp_path, data_root, adult_lines):
   out = tmp_path / 'out'

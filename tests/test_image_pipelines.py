@@ -75,6 +75,7 @@ def test_cifar10_model_serves_jpeg_and_png_as_tfma_scored(cifar_run):
   np.testing.assert_allclose(png_probabilities, probabilities[:20], atol=1e-4)
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_imagenet_sample_through_the_cli_is_blessed_pushed_and_serves_a_jpeg(tmp_path, data_root):
   out = tmp_path / 'out'
   result = helpers.run_cli('run', 'imagenet', f'--data_root={data_root}', f'--output_dir={out}',

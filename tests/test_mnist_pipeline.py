@@ -37,6 +37,7 @@ def mnist_run(tmp_path_factory, mnist_files):
   return config, runner.run(spec_lib.get('mnist'), config, mnist_files, progress=False)
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_cnn_reaches_the_bar_on_the_t10k_split_and_is_pushed(mnist_run, mnist_files):
   config, summary = mnist_run
   assert summary['error'] is None
@@ -61,6 +62,7 @@ def test_cnn_reaches_the_bar_on_the_t10k_split_and_is_pushed(mnist_run, mnist_fi
         f'pipeline {summary["wall_seconds"]} s')
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_pushed_model_scores_encoded_images_as_tfma_reported(mnist_run, mnist_files):
   _, summary = mnist_run
   images, labels = idx.read_idx_pair(mnist_files['eval'], idx.labels_path(mnist_files['eval']),

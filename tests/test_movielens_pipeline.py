@@ -30,6 +30,7 @@ def ncf_run(tmp_path_factory, ratings_file):
                             progress=False)
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_neumf_reaches_the_bar_in_the_evaluator_and_is_pushed(ncf_run):
   config, summary = ncf_run
   assert summary['error'] is None, summary['error']
@@ -46,6 +47,7 @@ def test_neumf_reaches_the_bar_in_the_evaluator_and_is_pushed(ncf_run):
   assert logged['ndcg_at_10'] == pytest.approx(metrics['ndcg_at_10'], abs=1e-6)
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_serving_scores_candidates_and_flags_unknown_ids(ncf_run):
   config, summary = ncf_run
   model = tf.saved_model.load(summary['pushed_model'])

@@ -17,6 +17,7 @@ from tests import helpers
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_mrpc_from_scratch_is_blessed_pushed_and_serves_raw_sentence_pairs(tmp_path, data_root):
   out = tmp_path / 'out'
   result = helpers.run_cli('run', 'mrpc', f'--data_root={data_root}', f'--output_dir={out}',

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 EVAL_PAIRS = 40
 
 
+@pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)
 def test_wmt_trains_evaluates_bleu_and_serves_raw_text(tmp_path, data_root):
   out = tmp_path / 'out'
   newstest = os.path.join(data_root, 'wmt', 'newstest')
