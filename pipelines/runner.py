@@ -269,10 +269,11 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
 
 
 def settings(spec: ModelSpec, config: RunConfig, trainer: Any) -> Dict[str, Any]:
-  """The run summary's `config`, as JSON values: the run's settings with every default filled in
-  (`factory.resolve_config`: model type, train steps, batch size, hyperparameters) and the
+  """The run summary's `config`, as JSON values: `config`, already resolved by
+  `factory.resolve_config` (model type, train steps, batch size, hyperparameters), and the
   Trainer's whole configuration (strategy, seed, ...)."""
-  resolved = dataclasses.asdict(resolve_config(spec, config))
+  del spec  # the resolved config holds what the spec defaulted
+  resolved = dataclasses.asdict(config)
   resolved['trainer'] = trainer.to_custom_config()
   return json.loads(json.dumps(resolved, default=str))
 
