@@ -42,7 +42,7 @@ class CensusTask(KerasTask):
 
   label_key = census.LABEL_KEY
   classification_signature = True  # TF Serving classify: classes '0', '1' (>50K)
-  model_types = ('wide', 'deep', 'wide_deep')
+  model_types = ('wide_deep', 'wide', 'deep')  # the first is the default
   default_hparams = {
       'hidden_units': [100, 75, 50, 25],  # seed
       'embedding_dim': 8,  # seed: occupation embedding of 8
@@ -50,12 +50,11 @@ class CensusTask(KerasTask):
       'dropout': 0.0,
   }
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
     sizes = _id_sizes(inputs.tft_output)
-    wide_keys = WIDE_CATEGORICAL + WIDE_IDS if model_type != 'deep' else ()
-    deep_keys = DEEP_CATEGORICAL if model_type != 'wide' else ()
-    numeric_keys = DEEP_NUMERIC if model_type != 'wide' else ()
+    wide_keys = WIDE_CATEGORICAL + WIDE_IDS if self.model_type != 'deep' else ()
+    deep_keys = DEEP_CATEGORICAL if self.model_type != 'wide' else ()
+    numeric_keys = DEEP_NUMERIC if self.model_type != 'wide' else ()
     layers = {}
     for key in sorted(set(wide_keys) | set(deep_keys)):
       layers[key] = tf_keras.Input(shape=(), dtype='int64', name=census.transformed_name(key))
@@ -69,23 +68,23 @@ class CensusTask(KerasTask):
       logits.append(tf_keras.layers.Dense(1, name='wide_logit')(
           tf_keras.layers.Add(name='wide_sum')(terms)))
     if deep_keys:
-      parts = [tf_keras.layers.Embedding(sizes[k], hparams['embedding_dim'],
+      parts = [tf_keras.layers.Embedding(sizes[k], self.hparams['embedding_dim'],
                                          name=f'embed_{k}')(layers[k]) for k in deep_keys]
       parts += [tf_keras.layers.Reshape((1,), name=f'numeric_{k}')(layers[k])
                 for k in numeric_keys]
       x = tf_keras.layers.Concatenate(name='deep_inputs')(parts)
-      for i, units in enumerate(hparams['hidden_units']):
+      for i, units in enumerate(self.hparams['hidden_units']):
         x = tf_keras.layers.Dense(units, activation='relu', name=f'dnn_{i}')(x)
-        if hparams['dropout']:
-          x = tf_keras.layers.Dropout(hparams['dropout'])(x)
+        if self.hparams['dropout']:
+          x = tf_keras.layers.Dropout(self.hparams['dropout'])(x)
       logits.append(tf_keras.layers.Dense(1, name='deep_logit')(x))
     logit = logits[0] if len(logits) == 1 else tf_keras.layers.Add(name='logit')(logits)
     probability = tf_keras.layers.Activation('sigmoid', name='probability')(logit)
     return tf_keras.Model(
         inputs={census.transformed_name(k): v for k, v in layers.items()},
-        outputs=probability, name=f'census_{model_type}')
+        outputs=probability, name=f'census_{self.model_type}')
 
-  def build_optimizer(self, hparams):
+  def build_optimizer(self):
     """Adam whose learning rate decays from `learning_rate` to 0 over the run's `train_steps`
     (cosine, Loshchilov & Hutter 2017, arXiv:1608.03983).
 
@@ -94,10 +93,10 @@ class CensusTask(KerasTask):
     deep 0.8573 -> 0.8589, wide & deep 0.8534 -> 0.8574 (plain TFX, constant rate: 0.855-0.857).
     """
     return tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.CosineDecay(
-        hparams['learning_rate'], decay_steps=self.train_steps or 1))
+        self.hparams['learning_rate'], decay_steps=self.train_steps or 1))
 
-  def build_losses(self, hparams):
+  def build_losses(self):
     return tf_keras.losses.BinaryCrossentropy()
 
-  def build_metrics(self, hparams):
+  def build_metrics(self):
     return [tf_keras.metrics.BinaryAccuracy(name='accuracy'), tf_keras.metrics.AUC(name='auc')]

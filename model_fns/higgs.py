@@ -41,45 +41,44 @@ class HiggsTask(KerasTask):
       'num_threads': None,  # TF-DF default: every core
   }
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
     missing = sorted(set(higgs.FEATURES) - set(inputs.feature_spec))
     if missing:
       raise ValueError(f'the examples lack the HIGGS features {missing}')
-    extra = {'num_threads': hparams['num_threads']} if hparams['num_threads'] else {}
+    extra = {'num_threads': self.hparams['num_threads']} if self.hparams['num_threads'] else {}
     return tfdf.keras.GradientBoostedTreesModel(
         task=tfdf.keras.Task.CLASSIFICATION,
         features=[tfdf.keras.FeatureUsage(name=f, semantic=tfdf.keras.FeatureSemantic.NUMERICAL)
                   for f in higgs.FEATURES],
         exclude_non_specified_features=True,
-        num_trees=hparams['num_trees'], max_depth=hparams['max_depth'],
-        shrinkage=hparams['learning_rate'], validation_ratio=hparams['validation_ratio'],
+        num_trees=self.hparams['num_trees'], max_depth=self.hparams['max_depth'],
+        shrinkage=self.hparams['learning_rate'], validation_ratio=self.hparams['validation_ratio'],
         random_seed=1234, verbose=0, **extra)
 
   def model_features(self, model: tf_keras.Model, inputs: ModelInputs) -> List[str]:
     return list(higgs.FEATURES)
 
-  def build_metrics(self, hparams: Mapping[str, Any]) -> List[tf_keras.metrics.Metric]:
+  def build_metrics(self) -> List[tf_keras.metrics.Metric]:
     return [tf_keras.metrics.BinaryAccuracy(name='accuracy'), tf_keras.metrics.AUC(name='auc')]
 
-  def compile(self, model: tf_keras.Model, hparams: Mapping[str, Any], steps_per_execution: int,
+  def compile(self, model: tf_keras.Model, steps_per_execution: int,
               optimizer: Optional[tf_keras.optimizers.Optimizer] = None) -> None:
-    model.compile(metrics=self.build_metrics(hparams))  # no optimizer, no loss: trees
+    model.compile(metrics=self.build_metrics())  # no optimizer, no loss: trees
 
-  def train(self, model: tf_keras.Model, data: TrainingData, hparams: Mapping[str, Any],
-            train_steps: Optional[int], callbacks: List[tf_keras.callbacks.Callback]) -> None:
+  def train(self, model: tf_keras.Model, data: TrainingData,
+            callbacks: List[tf_keras.callbacks.Callback]) -> None:
     """One pass over the training split, then the Yggdrasil learner.
 
     Raises:
       ValueError: `train_steps` is set (the number of trees, not steps, sets the training length).
     """
-    if train_steps:
+    if self.train_steps:
       raise ValueError('gradient boosted trees train on one pass over the data: leave train_steps '
                        'unset and set num_trees instead')
     # TF-DF reports nothing while it reads the split and grows the trees (one C++ call): the
     # progress display gets the start and the end.
     started = time.time()
-    training_progress.note(f'TF-DF: reading the split, then up to {hparams["num_trees"]} trees '
+    training_progress.note(f'TF-DF: reading the split, then up to {self.hparams["num_trees"]} trees '
                            '(no progress until done)')
     model.fit(data.one_pass(), callbacks=callbacks, verbose=0)
     inspector = model.make_inspector()

@@ -91,18 +91,18 @@ class _ResNetTask(KerasTask):
   multipliers: Sequence[float] = (0.1, 0.01)
   warmup: float = 0.0
 
-  def build_optimizer(self, hparams):
+  def build_optimizer(self):
     """SGD, momentum 0.9, learning rate `learning_rate` x batch / reference batch under the seed's
     schedule over `train_steps` (set by the trainer)."""
-    base = hparams['learning_rate'] * (self.batch_size or self.reference_batch) / (
+    base = self.hparams['learning_rate'] * (self.batch_size or self.reference_batch) / (
         self.reference_batch)
     schedule = StepDecay(base, self.train_steps or 1, self.boundaries, self.multipliers,
                          self.warmup)
     return tf_keras.optimizers.SGD(schedule, momentum=0.9)
 
-  def build_losses(self, hparams):
-    if hparams.get('label_smoothing'):  # sparse labels: smoothing needs the one-hot form
-      smoothing = hparams['label_smoothing']
+  def build_losses(self):
+    if self.hparams.get('label_smoothing'):  # sparse labels: smoothing needs the one-hot form
+      smoothing = self.hparams['label_smoothing']
       num_classes = self.num_classes
 
       def loss(labels, probabilities):
@@ -112,7 +112,7 @@ class _ResNetTask(KerasTask):
       return loss
     return tf_keras.losses.SparseCategoricalCrossentropy()
 
-  def build_metrics(self, hparams) -> List[tf_keras.metrics.Metric]:
+  def build_metrics(self) -> List[tf_keras.metrics.Metric]:
     return [tf_keras.metrics.SparseCategoricalAccuracy(name='accuracy')]
 
 
@@ -138,8 +138,7 @@ class CifarResNetTask(_ResNetTask):
     key = cifar10.transformed_name(cifar10.IMAGE_KEY)
     return {**features, key: images.pad_crop_flip(features[key])}
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
     """`model_type` resnetD: the CIFAR ResNet of depth D -> float32 [batch, 10] probabilities."""
     name = cifar10.transformed_name(cifar10.IMAGE_KEY)
     image = tf_keras.Input(shape=(cifar10.IMAGE_SIZE, cifar10.IMAGE_SIZE, 3), dtype='float32',
@@ -147,10 +146,10 @@ class CifarResNetTask(_ResNetTask):
     standardized = tf_keras.layers.Lambda(tf.image.per_image_standardization,
                                           name='per_image_standardization')(image)
     probabilities = resnet.cifar_resnet(
-        standardized, depth=int(model_type[len('resnet'):]), num_classes=self.num_classes,
-        weight_decay=hparams['weight_decay'],
-        batch_norm_momentum=hparams['batch_norm_momentum'])
-    return tf_keras.Model(inputs={name: image}, outputs=probabilities, name=f'cifar10_{model_type}')
+        standardized, depth=int(self.model_type[len('resnet'):]), num_classes=self.num_classes,
+        weight_decay=self.hparams['weight_decay'],
+        batch_norm_momentum=self.hparams['batch_norm_momentum'])
+    return tf_keras.Model(inputs={name: image}, outputs=probabilities, name=f'cifar10_{self.model_type}')
 
 
 _IMAGENET_DEPTHS = {'resnet50': (3, 4, 6, 3), 'resnet101': (3, 4, 23, 3),
@@ -178,26 +177,26 @@ class ImagenetResNetTask(_ResNetTask):
       'image_size': imagenet.IMAGE_SIZE,
   }
 
-  def __init__(self):
-    self._image_size = imagenet.IMAGE_SIZE
+  @property
+  def image_size(self) -> int:
+    """Side of the square crop the model reads, in pixels (hparam `image_size`)."""
+    return int(self.hparams['image_size'])
 
   def preprocess_batch(self, features, training):
     key = imagenet.IMAGE_KEY
-    return {**features, key: images.decode_and_crop(features[key], self._image_size, training)}
+    return {**features, key: images.decode_and_crop(features[key], self.image_size, training)}
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
     """ResNet v1.5 of `model_type` over float32 [batch, size, size, 3] pixels in [0, 255] ->
     float32 [batch, 1000] probabilities."""
-    self._image_size = int(hparams['image_size'])
-    image = tf_keras.Input(shape=(self._image_size, self._image_size, 3), dtype='float32',
+    image = tf_keras.Input(shape=(self.image_size, self.image_size, 3), dtype='float32',
                            name=imagenet.IMAGE_KEY)
     normalized = tf_keras.layers.Normalization(
         mean=images.IMAGENET_MEAN_RGB, variance=[s * s for s in images.IMAGENET_STDDEV_RGB],
         name='normalize_rgb')(image)
     probabilities = resnet.imagenet_resnet(
-        normalized, bottleneck_depths=_IMAGENET_DEPTHS[model_type],
-        width_multiplier=hparams['width_multiplier'], num_classes=self.num_classes,
-        weight_decay=hparams['weight_decay'], batch_norm_momentum=hparams['batch_norm_momentum'])
+        normalized, bottleneck_depths=_IMAGENET_DEPTHS[self.model_type],
+        width_multiplier=self.hparams['width_multiplier'], num_classes=self.num_classes,
+        weight_decay=self.hparams['weight_decay'], batch_norm_momentum=self.hparams['batch_norm_momentum'])
     return tf_keras.Model(inputs={imagenet.IMAGE_KEY: image}, outputs=probabilities,
-                          name=f'imagenet_{model_type}')
+                          name=f'imagenet_{self.model_type}')

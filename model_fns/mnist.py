@@ -43,30 +43,29 @@ class MnistTask(KerasTask):
       'kernel_size': 5,  # seed
   }
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
     """The seed's CNN over `image_xf` (float32 [batch, 28, 28, 1]) -> float32 [batch, 10]
     class probabilities."""
     image = tf_keras.Input(shape=(mnist.IMAGE_SIZE, mnist.IMAGE_SIZE, 1), dtype='float32',
                            name=mnist.transformed_name(mnist.IMAGE_KEY))
     x = image
-    for i, filters in enumerate(hparams['filters']):
-      x = tf_keras.layers.Conv2D(filters, hparams['kernel_size'], padding='same',
+    for i, filters in enumerate(self.hparams['filters']):
+      x = tf_keras.layers.Conv2D(filters, self.hparams['kernel_size'], padding='same',
                                  activation='relu', name=f'conv{i + 1}')(x)
       x = tf_keras.layers.MaxPooling2D(2, 2, padding='same', name=f'pool{i + 1}')(x)
     x = tf_keras.layers.Flatten(name='flatten')(x)
-    x = tf_keras.layers.Dense(hparams['dense_units'], activation='relu', name='fc1')(x)
-    x = tf_keras.layers.Dropout(hparams['dropout'], name='dropout')(x)
+    x = tf_keras.layers.Dense(self.hparams['dense_units'], activation='relu', name='fc1')(x)
+    x = tf_keras.layers.Dropout(self.hparams['dropout'], name='dropout')(x)
     logits = tf_keras.layers.Dense(mnist.NUM_CLASSES, name='logits')(x)
     probabilities = tf_keras.layers.Softmax(name='probabilities')(logits)
     return tf_keras.Model(inputs={mnist.transformed_name(mnist.IMAGE_KEY): image},
-                          outputs=probabilities, name=f'mnist_{model_type}')
+                          outputs=probabilities, name=f'mnist_{self.model_type}')
 
-  def build_optimizer(self, hparams):
-    return tf_keras.optimizers.Adam(hparams['learning_rate'])
+  def build_optimizer(self):
+    return tf_keras.optimizers.Adam(self.hparams['learning_rate'])
 
-  def build_losses(self, hparams):
+  def build_losses(self):
     return tf_keras.losses.SparseCategoricalCrossentropy()
 
-  def build_metrics(self, hparams):
+  def build_metrics(self):
     return [tf_keras.metrics.SparseCategoricalAccuracy(name='accuracy')]

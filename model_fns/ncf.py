@@ -47,26 +47,23 @@ class NCFTask(KerasTask):
       'seed': 0,
   }
 
-  def __init__(self):
-    self._num_items = self._num_users = None
-
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
+    """NeuMF, GMF or MLP (`model_type`) over user_xf and item_xf (int64 [batch], the Transform's
+    vocabulary indices) -> float32 [batch, 1] probability of a positive. The embeddings have one
+    row per vocabulary entry and one more for the OOV index (ids not in the training split)."""
     tft_output = inputs.tft_output
-    self._num_users = tft_output.vocabulary_size_by_name(movielens.USER)
-    self._num_items = tft_output.vocabulary_size_by_name(movielens.ITEM)
-    # One more row each for the OOV index (ids not in the training split).
-    users, items = self._num_users + 1, self._num_items + 1
+    users = tft_output.vocabulary_size_by_name(movielens.USER) + 1
+    items = tft_output.vocabulary_size_by_name(movielens.ITEM) + 1
     user = tf_keras.Input(shape=(), dtype='int64', name='user_xf')
     item = tf_keras.Input(shape=(), dtype='int64', name='item_xf')
     branches = []
-    if model_type in ('neumf', 'gmf'):
-      factors = hparams['num_factors']
+    if self.model_type in ('neumf', 'gmf'):
+      factors = self.hparams['num_factors']
       branches.append(tf_keras.layers.Multiply(name='gmf')([
           tf_keras.layers.Embedding(users, factors, name='gmf_user')(user),
           tf_keras.layers.Embedding(items, factors, name='gmf_item')(item)]))
-    if model_type in ('neumf', 'mlp'):
-      layers = list(hparams['layers'])
+    if self.model_type in ('neumf', 'mlp'):
+      layers = list(self.hparams['layers'])
       if layers[0] % 2:
         raise ValueError(f'layers[0] must be even (two embeddings of half), got {layers[0]}')
       x = tf_keras.layers.Concatenate(name='mlp_input')([
@@ -77,23 +74,30 @@ class NCFTask(KerasTask):
       branches.append(x)
     x = branches[0] if len(branches) == 1 else tf_keras.layers.Concatenate(name='neumf')(branches)
     score = tf_keras.layers.Dense(1, activation='sigmoid', name='score')(x)
-    return tf_keras.Model({'user_xf': user, 'item_xf': item}, score, name=model_type)
+    return tf_keras.Model({'user_xf': user, 'item_xf': item}, score, name=self.model_type)
 
   def model_features(self, model: tf_keras.Model, inputs: ModelInputs) -> List[str]:
     return ['user_xf', 'items_xf', 'rated_xf']
 
-  def build_optimizer(self, hparams):
-    return tf_keras.optimizers.Adam(hparams['learning_rate'])
+  def build_optimizer(self):
+    return tf_keras.optimizers.Adam(self.hparams['learning_rate'])
 
-  def build_losses(self, hparams):
+  def build_losses(self):
     return tf_keras.losses.BinaryCrossentropy()
 
-  def build_metrics(self, hparams):
+  def build_metrics(self):
     return [tf_keras.metrics.AUC(name='pair_auc')]
 
-  def _pairs(self, data: TrainingData, num_neg: int, seed: int, epoch: int) -> tf.data.Dataset:
-    """One epoch of shuffled (user, item) -> 0/1 batches, with freshly drawn negatives."""
-    num_items = self._num_items
+  def vocabulary_sizes(self, model: tf_keras.Model) -> Tuple[int, int]:
+    """(users, items) the model knows: its user and item embeddings' rows less the OOV row."""
+    branch = 'mlp' if self.model_type == 'mlp' else 'gmf'
+    return (model.get_layer(f'{branch}_user').input_dim - 1,
+            model.get_layer(f'{branch}_item').input_dim - 1)
+
+  def _pairs(self, data: TrainingData, num_items: int, epoch: int) -> tf.data.Dataset:
+    """One epoch of shuffled (user, item) -> 0/1 batches, with freshly drawn negatives among
+    the `num_items` known items."""
+    num_neg, seed = self.hparams['num_neg'], self.hparams['seed']
     feature_spec = {k: data.feature_spec[k] for k in ('user_xf', 'items_xf', 'rated_xf')}
 
     def expand(serialized):
@@ -118,23 +122,24 @@ class NCFTask(KerasTask):
             .batch(data.config.batch_size)
             .prefetch(tf.data.AUTOTUNE))
 
-  def train(self, model: tf_keras.Model, data: TrainingData, hparams: Mapping[str, Any],
-            train_steps: Optional[int], callbacks: List[tf_keras.callbacks.Callback]) -> None:
+  def train(self, model: tf_keras.Model, data: TrainingData,
+            callbacks: List[tf_keras.callbacks.Callback]) -> None:
     """`train_epochs` epochs, each with new negatives.
 
     Raises:
       ValueError: `train_steps` is set (the length is `train_epochs`).
     """
-    if train_steps:
+    if self.train_steps:
       raise ValueError('NCF trains by epochs over the users: set train_epochs, not train_steps')
     positives = sum(int(n) for n in read_records(data.file_patterns).map(
         lambda s: tf.size(tf.io.parse_single_example(
             s, {'items_xf': data.feature_spec['items_xf']})['items_xf'].values)))
-    pairs = positives * (1 + hparams['num_neg'])
+    pairs = positives * (1 + self.hparams['num_neg'])
     steps = -(-pairs // data.config.batch_size)  # every batch, the last partial one included
     logging.info('%d training positives, %d pairs and %d steps per epoch', positives, pairs, steps)
-    for epoch in range(hparams['train_epochs']):
-      history = model.fit(self._pairs(data, hparams['num_neg'], hparams['seed'], epoch),
+    _, num_items = self.vocabulary_sizes(model)
+    for epoch in range(self.hparams['train_epochs']):
+      history = model.fit(self._pairs(data, num_items, epoch),
                           initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps,
                           callbacks=callbacks, verbose=0)
       logging.info('epoch %d: %s', epoch + 1,
@@ -147,8 +152,9 @@ class NCFTask(KerasTask):
     users = tf.repeat(user, candidates)
     scores = model({'user_xf': users, 'item_xf': tf.reshape(items, [-1])}, training=False)
     scores = tf.reshape(scores, tf.shape(items))
-    known_user = user < self._num_users
-    known_items = items < self._num_items
+    num_users, num_items = self.vocabulary_sizes(model)
+    known_user = user < num_users
+    known_items = items < num_items
     known = tf.logical_and(known_user[:, None], known_items)
     return {'scores': tf.where(known, scores, UNKNOWN_SCORE), 'known_user': known_user,
             'known_items': known_items}
@@ -157,7 +163,7 @@ class NCFTask(KerasTask):
     """Transformed per-user examples -> `scores` float32 [batch, candidates] (probability of a
     positive, -1 for unknown ids), `known_user` bool [batch], `known_items` bool [batch, C]."""
     user = tf.reshape(features['user_xf'], [-1])
-    items = tf.sparse.to_dense(features['items_xf'], default_value=self._num_items)
+    items = tf.sparse.to_dense(features['items_xf'], default_value=self.vocabulary_sizes(model)[1])
     return self._score_lists(model, user, items)
 
   def extra_signatures(self, model, inputs, transform):
@@ -172,7 +178,7 @@ class NCFTask(KerasTask):
       return self.serve(model, transform(raw), ())
     return {'score_candidates': score_candidates}
 
-  def evaluate(self, model, hparams, eval_files, feature_spec, config: TrainerConfig,
+  def evaluate(self, model, eval_files, feature_spec, config: TrainerConfig,
                eval_steps=None) -> Dict[str, float]:
     """HR@10 and NDCG@10 on the eval candidate lists (ranking_metrics, as TFMA computes them)."""
     spec = {'user_xf': feature_spec['user_xf'], 'items_xf': feature_spec['items_xf'],

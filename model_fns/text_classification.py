@@ -71,51 +71,50 @@ class BertClassifierTask(KerasTask):
       'init_checkpoint': '',  # a Google BERT checkpoint prefix, or '' to train from scratch
   }
 
-  def bert_config(self, model_type: str, hparams: Mapping[str, Any]) -> bert.BertConfig:
-    """The model type's sizes, or those of the checkpoint's bert_config.json.
+  def bert_config(self) -> bert.BertConfig:
+    """The model type's sizes, or those of the `init_checkpoint`'s bert_config.json.
 
     Raises:
       ValueError: a checkpoint without bert_config.json beside it.
     """
-    checkpoint = hparams['init_checkpoint']
+    checkpoint = self.hparams['init_checkpoint']
     if not checkpoint:
-      return bert.BertConfig.named(model_type[len('bert_'):])
+      return bert.BertConfig.named(self.model_type[len('bert_'):])
     config = bert.checkpoint_config(os.path.dirname(checkpoint))
     if config is None:
       raise ValueError(f'{checkpoint}: no bert_config.json beside the checkpoint')
     return config
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
-    config = self.bert_config(model_type, hparams)
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
+    config = self.bert_config()
     if config.max_position_embeddings < mrpc.MAX_LENGTH:
       raise ValueError(f'the inputs have {mrpc.MAX_LENGTH} tokens but the checkpoint has '
                        f'{config.max_position_embeddings} positions')
     encoder = bert.build_encoder(config)
-    if hparams['init_checkpoint']:
-      bert.load_google_checkpoint(encoder, hparams['init_checkpoint'])
+    if self.hparams['init_checkpoint']:
+      bert.load_google_checkpoint(encoder, self.hparams['init_checkpoint'])
     features = {name: tf_keras.Input(shape=(mrpc.MAX_LENGTH,), dtype='int64', name=name)
                 for name in (mrpc.WORD_IDS, mrpc.MASK, mrpc.TYPE_IDS)}
     ids = [tf.cast(features[name], tf.int32) for name in (mrpc.WORD_IDS, mrpc.MASK,
                                                           mrpc.TYPE_IDS)]
     pooled = encoder(tuple(ids))['pooled_output']
-    pooled = tf_keras.layers.Dropout(hparams['dropout'], name='classifier_dropout')(pooled)
+    pooled = tf_keras.layers.Dropout(self.hparams['dropout'], name='classifier_dropout')(pooled)
     probabilities = tf_keras.layers.Dense(
         1, activation='sigmoid', name='probabilities',
         kernel_initializer=tf_keras.initializers.TruncatedNormal(
             stddev=config.initializer_range))(pooled)
-    return tf_keras.Model(inputs=features, outputs=probabilities, name=f'mrpc_{model_type}')
+    return tf_keras.Model(inputs=features, outputs=probabilities, name=f'mrpc_{self.model_type}')
 
-  def build_optimizer(self, hparams):
-    schedule = WarmupLinearDecay(hparams['learning_rate'], self.train_steps or 1,
-                                 hparams['warmup_fraction'])
-    optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=hparams['weight_decay'],
+  def build_optimizer(self):
+    schedule = WarmupLinearDecay(self.hparams['learning_rate'], self.train_steps or 1,
+                                 self.hparams['warmup_fraction'])
+    optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=self.hparams['weight_decay'],
                                           beta_1=0.9, beta_2=0.999, epsilon=1e-6)
     optimizer.exclude_from_weight_decay(var_names=['layer_norm', 'bias'])
     return optimizer
 
-  def build_losses(self, hparams):
+  def build_losses(self):
     return tf_keras.losses.BinaryCrossentropy()
 
-  def build_metrics(self, hparams):
+  def build_metrics(self):
     return [tf_keras.metrics.BinaryAccuracy(name='accuracy')]

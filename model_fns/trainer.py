@@ -104,8 +104,20 @@ class TrainerConfig:
 
   @classmethod
   def from_custom_config(cls, config: Mapping[str, Any]) -> 'TrainerConfig':
+    """The TrainerConfig that `to_custom_config` wrote.
+
+    Raises:
+      ValueError: a key that is not a TrainerConfig field (a config written by another version
+        of the project, or a typo in a hand-written one), or a missing `task` / `model_type`.
+    """
     known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in config.items() if k in known})
+    unknown = sorted(set(config) - known)
+    if unknown:
+      raise ValueError(f'unknown Trainer custom_config keys {unknown}; expected {sorted(known)}')
+    missing = sorted({'task', 'model_type'} - set(config))
+    if missing:
+      raise ValueError(f'the Trainer custom_config lacks {missing}')
+    return cls(**config)
 
 
 @dataclasses.dataclass
@@ -165,14 +177,36 @@ class TrainingData:
                         self.config.batch_size, training=False, preprocess=self.preprocess)
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskParams:
+  """What one run asks of a task, fixed when the task is built (`KerasTask(params)`).
+
+  Attributes:
+    model_type: one of the task's `model_types`.
+    hparams: every hyperparameter: the task's `default_hparams` with the run's overrides applied
+      (`KerasTask.resolve_hparams`).
+    train_steps: minibatch steps of the run (None for a task that does not train by steps, such
+      as gradient boosted trees or NCF's epochs); learning-rate schedules span them.
+    batch_size: the global training batch size, in the task's `batch_unit`.
+  """
+  model_type: str
+  hparams: Mapping[str, Any]
+  train_steps: Optional[int] = None
+  batch_size: int = 256
+
+
 class KerasTask(abc.ABC):
   """One model family: its Keras model, loss, metrics, training loop and serving outputs.
 
-  Subclasses set `label_key`, `model_types` and `default_hparams`, and implement `build_model`,
-  `build_optimizer` and `build_losses`; a task that does not train by minibatch gradient descent
-  overrides `compile` and `train` instead of the last two.
+  Built once per run from its `TaskParams` (`task = Task(params)`, Model Garden's pattern): the
+  methods read the run's model type, hyperparameters, steps and batch size from `self.params`,
+  and nothing is set on a task after it is built. Subclasses set `label_key`, `model_types` and
+  `default_hparams`, and implement `build_model`, `build_optimizer` and `build_losses`; a task that
+  does not train by minibatch gradient descent overrides `compile` and `train` instead of the
+  last two.
   """
   label_key: str
+  # The accepted `--model_type` values, declared here only; the first is the default.
   model_types: Sequence[str] = ('default',)
   default_hparams: Mapping[str, Any] = {}
   # The `model_fns.strategy` names the task can train under; None: all of them.
@@ -181,36 +215,79 @@ class KerasTask(abc.ABC):
   supports_mixed_precision: bool = False
   # What `--batch_size` counts: examples, or (sequence models batched by length) tokens.
   batch_unit: str = 'examples'
-  # The run's training steps and global batch size, set by `run_fn` before `compile` (for
-  # learning-rate schedules and batch-scaled learning rates).
-  train_steps: Optional[int] = None
-  batch_size: Optional[int] = None
   # Whether the export adds TF Serving's classify signature (`CLASSIFICATION_SIGNATURE`, see
   # `classification_outputs`) beside `serving_default`: single-label classifiers.
   classification_signature: bool = False
 
-  def hparams(self, overrides: Mapping[str, Any]) -> Dict[str, Any]:
+  def __init__(self, params: TaskParams):
+    """Raises ValueError: `params` has an unknown model type or hyperparameter names that are
+    not exactly the task's (resolve overrides with `resolve_hparams` first)."""
+    if params.model_type not in self.model_types:
+      raise ValueError(f'unknown model type {params.model_type!r} for {type(self).__name__}; '
+                       f'expected one of {tuple(self.model_types)}')
+    if set(params.hparams) != set(self.default_hparams):
+      raise ValueError(f'{type(self).__name__} needs every hyperparameter resolved: missing '
+                       f'{sorted(set(self.default_hparams) - set(params.hparams))}, unknown '
+                       f'{sorted(set(params.hparams) - set(self.default_hparams))}')
+    self._params = params
+
+  @classmethod
+  def resolve_hparams(cls, overrides: Mapping[str, Any]) -> Dict[str, Any]:
     """The task's defaults updated with `overrides`; raises ValueError on an unknown name."""
-    unknown = set(overrides) - set(self.default_hparams)
+    unknown = set(overrides) - set(cls.default_hparams)
     if unknown:
-      raise ValueError(f'unknown hyperparameters {sorted(unknown)} for {type(self).__name__}; '
-                       f'known: {sorted(self.default_hparams)}')
-    return {**self.default_hparams, **overrides}
+      raise ValueError(f'unknown hyperparameters {sorted(unknown)} for {cls.__name__}; '
+                       f'known: {sorted(cls.default_hparams)}')
+    return {**cls.default_hparams, **overrides}
+
+  @classmethod
+  def create(cls, model_type: Optional[str] = None, hparams: Optional[Mapping[str, Any]] = None,
+             train_steps: Optional[int] = None, batch_size: int = 256) -> 'KerasTask':
+    """The task for a run of `model_type` (None: the first of `model_types`) with these
+    hyperparameter overrides (`resolve_hparams`), steps and batch size.
+
+    Raises:
+      ValueError: an unknown model type or hyperparameter.
+    """
+    return cls(TaskParams(model_type=model_type or cls.model_types[0],
+                          hparams=cls.resolve_hparams(hparams or {}),
+                          train_steps=train_steps, batch_size=batch_size))
+
+  @property
+  def params(self) -> TaskParams:
+    return self._params
+
+  @property
+  def hparams(self) -> Mapping[str, Any]:
+    """Every hyperparameter of the run (`params.hparams`)."""
+    return self._params.hparams
+
+  @property
+  def model_type(self) -> str:
+    return self._params.model_type
+
+  @property
+  def train_steps(self) -> Optional[int]:
+    return self._params.train_steps
+
+  @property
+  def batch_size(self) -> int:
+    return self._params.batch_size
 
   @abc.abstractmethod
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
-    """Returns an uncompiled Keras model over `inputs.feature_spec` (called in strategy scope)."""
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
+    """Returns an uncompiled Keras model of `self.model_type` over `inputs.feature_spec` (called
+    in strategy scope)."""
 
-  def build_optimizer(self, hparams: Mapping[str, Any]) -> tf_keras.optimizers.Optimizer:
+  def build_optimizer(self) -> tf_keras.optimizers.Optimizer:
     """Returns the optimizer (called in strategy scope); needed by the default `compile`."""
     raise NotImplementedError(f'{type(self).__name__} defines no optimizer')
 
-  def build_losses(self, hparams: Mapping[str, Any]) -> tf_keras.losses.Loss:
+  def build_losses(self) -> tf_keras.losses.Loss:
     """Returns the training loss; needed by the default `compile`."""
     raise NotImplementedError(f'{type(self).__name__} defines no loss')
 
-  def build_metrics(self, hparams: Mapping[str, Any]) -> List[tf_keras.metrics.Metric]:
+  def build_metrics(self) -> List[tf_keras.metrics.Metric]:
     """Returns the Keras metrics logged during training (the blessing uses TFMA's, not these)."""
     return []
 
@@ -227,30 +304,30 @@ class KerasTask(abc.ABC):
     of a functional model; a subclassed model overrides this."""
     return _input_names(model)
 
-  def compile(self, model: tf_keras.Model, hparams: Mapping[str, Any], steps_per_execution: int,
+  def compile(self, model: tf_keras.Model, steps_per_execution: int,
               optimizer: Optional[tf_keras.optimizers.Optimizer] = None) -> None:
     """Compiles `model` (in strategy scope): for training, then again (with the trained
     `optimizer` and one step per execution) for the end-of-training evaluation."""
-    model.compile(optimizer=optimizer or self.build_optimizer(hparams),
-                  loss=self.build_losses(hparams), metrics=self.build_metrics(hparams),
+    model.compile(optimizer=optimizer or self.build_optimizer(),
+                  loss=self.build_losses(), metrics=self.build_metrics(),
                   steps_per_execution=steps_per_execution)
 
-  def train_dataset(self, data: TrainingData, hparams: Mapping[str, Any]) -> tf.data.Dataset:
+  def train_dataset(self, data: TrainingData) -> tf.data.Dataset:
     """The endless (features, label) batches `train` fits on. Default: `data.repeated()`."""
-    del hparams
     return data.repeated()
 
-  def train(self, model: tf_keras.Model, data: TrainingData, hparams: Mapping[str, Any],
-            train_steps: Optional[int], callbacks: List[tf_keras.callbacks.Callback]) -> None:
-    """Trains the compiled `model`: `train_steps` minibatch steps on `train_dataset`, logged
-    every `log_every_steps` steps.
+  def train(self, model: tf_keras.Model, data: TrainingData,
+            callbacks: List[tf_keras.callbacks.Callback]) -> None:
+    """Trains the compiled `model`: `self.train_steps` minibatch steps on `train_dataset`,
+    logged every `log_every_steps` steps.
 
     Raises:
       ValueError: `train_steps` is not positive.
     """
+    train_steps = self.train_steps
     if not train_steps or train_steps <= 0:
       raise ValueError(f'{type(self).__name__} trains for a number of steps: set train_steps')
-    train = self.train_dataset(data, hparams)
+    train = self.train_dataset(data)
     per_epoch = logging_epoch_steps(train_steps, data.config.log_every_steps)
     callbacks = callbacks + [_ThroughputLogger(data.config.batch_size, self.batch_unit)]
     epochs, remainder = divmod(train_steps, per_epoch)
@@ -259,7 +336,7 @@ class KerasTask(abc.ABC):
       model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
                 callbacks=callbacks, verbose=0)
 
-  def evaluate(self, model: tf_keras.Model, hparams: Mapping[str, Any], eval_files: Sequence[str],
+  def evaluate(self, model: tf_keras.Model, eval_files: Sequence[str],
                feature_spec: Mapping[str, Any], config: TrainerConfig,
                eval_steps: Optional[int] = None) -> Dict[str, float]:
     """The end-of-training evaluation on the eval split (logged only; TFMA's decides the
@@ -268,7 +345,7 @@ class KerasTask(abc.ABC):
                               training=False, preprocess=self.preprocess_batch)
     if not eval_steps:  # A pass of unknown length needs one step per execution.
       with model.distribute_strategy.scope():
-        self.compile(model, hparams, 1, optimizer=model.optimizer)
+        self.compile(model, 1, optimizer=model.optimizer)
     results = model.evaluate(evaluation, steps=eval_steps or None, return_dict=True, verbose=0)
     return {k: float(v) for k, v in results.items()}
 
@@ -588,29 +665,45 @@ def set_signature_methods(export_dir: str, methods: Mapping[str, str]) -> None:
     fingerprinting_utils.write_fingerprint(export_dir)
 
 
-def load_task(config: TrainerConfig) -> KerasTask:
-  """Imports the config's task and checks the config against it.
+def task_class(config: TrainerConfig) -> type:
+  """Imports the config's KerasTask class and checks the config against it, without building
+  the task (the pipeline side resolves and validates a run's settings with it).
+
+  Returns:
+    The KerasTask subclass `config.task` names.
 
   Raises:
     ImportError: the task's module path does not import.
-    ValueError: an unknown model type or hyperparameter, or a strategy the task cannot train under.
+    ValueError: an unknown model type or hyperparameter, or a strategy or mixed precision the
+      task cannot train under.
   """
-  task: KerasTask = import_utils.import_class_by_path(config.task)()
-  if config.model_type not in task.model_types:
+  cls = import_utils.import_class_by_path(config.task)
+  if config.model_type not in cls.model_types:
     raise ValueError(f'unknown model type {config.model_type!r} for {config.task}; '
-                     f'expected one of {tuple(task.model_types)}')
-  task.hparams(config.hparams)
-  allowed = task.distribution_strategies
+                     f'expected one of {tuple(cls.model_types)}')
+  cls.resolve_hparams(config.hparams)
+  allowed = cls.distribution_strategies
   if allowed is not None and config.distribution_strategy not in allowed:
-    raise ValueError(f'{type(task).__name__} cannot train under distribution strategy '
+    raise ValueError(f'{cls.__name__} cannot train under distribution strategy '
                      f'{config.distribution_strategy!r}; it supports {", ".join(allowed)}')
   if config.mixed_precision:
     if config.mixed_precision not in MIXED_PRECISION_POLICIES:
       raise ValueError(f'unknown mixed precision {config.mixed_precision!r}; expected one of '
                        f'{sorted(MIXED_PRECISION_POLICIES)}')
-    if not task.supports_mixed_precision:
-      raise ValueError(f'{type(task).__name__} does not support mixed precision')
-  return task
+    if not cls.supports_mixed_precision:
+      raise ValueError(f'{cls.__name__} does not support mixed precision')
+  return cls
+
+
+def load_task(config: TrainerConfig, train_steps: Optional[int] = None) -> KerasTask:
+  """The config's task, built for one run of `train_steps` steps (None: a task that does not
+  train by steps).
+
+  Raises:
+    ImportError, ValueError: as `task_class`.
+  """
+  return task_class(config).create(config.model_type, config.hparams, train_steps,
+                                   config.batch_size)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -661,8 +754,8 @@ def run_fn(fn_args: FnArgs) -> None:
 
 def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
   """`run_fn` under the run's mixed-precision policy."""
-  task = load_task(config)
-  hparams = task.hparams(config.hparams)
+  task = load_task(config, fn_args.train_steps)
+  hparams = task.hparams
   tf_keras.utils.set_random_seed(config.seed)
   inputs = ModelInputs.from_fn_args(fn_args)
   strategy = strategy_lib.get_strategy(config.distribution_strategy, config.num_gpus, config.tpu)
@@ -673,10 +766,9 @@ def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
                f' as {resolver.task_type} {resolver.task_id} ({"chief" if chief else "not chief"})'
                if getattr(resolver, 'task_type', None) else '', hparams)
 
-  task.train_steps, task.batch_size = fn_args.train_steps, config.batch_size
   with strategy.scope():
-    model = task.build_model(inputs, config.model_type, hparams)
-    task.compile(model, hparams, min(config.steps_per_execution, config.log_every_steps))
+    model = task.build_model(inputs)
+    task.compile(model, min(config.steps_per_execution, config.log_every_steps))
   feature_spec = {k: inputs.feature_spec[k]
                   for k in task.model_features(model, inputs) + [task.label_key]}
   data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config,
@@ -684,11 +776,11 @@ def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
   callbacks = ([tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                update_freq='epoch')] if chief else [])
   progress = TrainingProgress(fn_args.train_steps, hparams.get('train_epochs'))
-  task.train(model, data, hparams, fn_args.train_steps, callbacks + [progress])
+  task.train(model, data, callbacks + [progress])
   progress.finished()
 
   training_progress.status('evaluating on the eval split')
-  results = task.evaluate(model, hparams, fn_args.eval_files, feature_spec, config,
+  results = task.evaluate(model, fn_args.eval_files, feature_spec, config,
                           fn_args.eval_steps)
   logging.info('End-of-training evaluation: %s', results)
   training_progress.status('exporting the SavedModel')

@@ -127,13 +127,14 @@ class TranslationTask(KerasTask):
       'dropout': None,
   }
 
-  def __init__(self):
+  def __init__(self, params):
+    super().__init__(params)
+    # The SentencePiece model of the Transform output, read by `build_model`: the one thing the
+    # task takes from its inputs rather than its params (the serving signatures detokenize).
     self._detokenizer = None
     self._throughput = _TokenThroughput()
-    self._model_type = 'small'
 
-  def build_model(self, inputs: ModelInputs, model_type: str,
-                  hparams: Mapping[str, Any]) -> tf_keras.Model:
+  def build_model(self, inputs: ModelInputs) -> tf_keras.Model:
     """The Transformer sized by `model_type`; its vocabulary is the Transform's SentencePiece
     model (a transform graph asset), which also becomes the serving detokenizer.
 
@@ -146,27 +147,26 @@ class TranslationTask(KerasTask):
     with tf.io.gfile.GFile(path, 'rb') as f:
       self._detokenizer = tensorflow_text.FastSentencepieceTokenizer(f.read())
     vocab_size = int(self._detokenizer.vocab_size())
-    self._model_type = model_type
-    overrides = {k: hparams[k] for k in ('label_smoothing', 'beam_size', 'alpha',
-                                         'extra_decode_length')}
-    if hparams['dropout'] is not None:
-      overrides['dropout'] = hparams['dropout']
-    model = transformer.build(vocab_size, model_type, overrides)
-    logging.info('Transformer %s: vocabulary %d (%s)', model_type, vocab_size, path)
+    overrides = {k: self.hparams[k] for k in ('label_smoothing', 'beam_size', 'alpha',
+                                              'extra_decode_length')}
+    if self.hparams['dropout'] is not None:
+      overrides['dropout'] = self.hparams['dropout']
+    model = transformer.build(vocab_size, self.model_type, overrides)
+    logging.info('Transformer %s: vocabulary %d (%s)', self.model_type, vocab_size, path)
     return model
 
   def model_features(self, model, inputs):
     return [wmt.SOURCE_KEY, wmt.SOURCE_KEY + LENGTH_SUFFIX, wmt.TARGET_KEY + LENGTH_SUFFIX]
 
-  def build_optimizer(self, hparams):
-    warmup = hparams['warmup_steps'] or WARMUP_STEPS[self._model_type]
-    scale = hparams['learning_rate'] or LEARNING_RATE[self._model_type]
+  def build_optimizer(self):
+    warmup = self.hparams['warmup_steps'] or WARMUP_STEPS[self.model_type]
+    scale = self.hparams['learning_rate'] or LEARNING_RATE[self.model_type]
     schedule = TransformerSchedule(scale,
-                                   transformer.PARAMS[self._model_type]['hidden_size'], warmup)
+                                   transformer.PARAMS[self.model_type]['hidden_size'], warmup)
     return tf_keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.997, epsilon=1e-9)
 
-  def compile(self, model, hparams, steps_per_execution, optimizer=None):
-    model.compile(optimizer=optimizer or self.build_optimizer(hparams),
+  def compile(self, model, steps_per_execution, optimizer=None):
+    model.compile(optimizer=optimizer or self.build_optimizer(),
                   steps_per_execution=steps_per_execution)
 
   def _examples(self, file_patterns: Sequence[str], feature_spec: Mapping[str, Any],
@@ -183,10 +183,10 @@ class TranslationTask(KerasTask):
                  num_parallel_calls=tf.data.AUTOTUNE)
             .unbatch())
 
-  def train_dataset(self, data: TrainingData, hparams: Mapping[str, Any]) -> tf.data.Dataset:
+  def train_dataset(self, data: TrainingData) -> tf.data.Dataset:
     """Length-bucketed batches of about `batch_size` tokens, pairs longer than `max_length` left
     out: ({'inputs', 'targets'}: int64 [batch, length]), targets)."""
-    max_length = int(hparams['max_length'])
+    max_length = int(self.hparams['max_length'])
     boundaries = [b for b in BUCKET_BOUNDARIES if b <= max_length] or [max_length]
     short = lambda f: tf.logical_and(  # pylint: disable=unnecessary-lambda-assignment
         f[wmt.SOURCE_KEY + LENGTH_SUFFIX] <= max_length,
@@ -202,17 +202,17 @@ class TranslationTask(KerasTask):
         drop_remainder=True)
     return batches.map(_split_label).prefetch(tf.data.AUTOTUNE)
 
-  def train(self, model, data, hparams, train_steps, callbacks):
-    super().train(model, data, hparams, train_steps, callbacks + [self._throughput])
+  def train(self, model, data, callbacks):
+    super().train(model, data, callbacks + [self._throughput])
 
-  def evaluate(self, model, hparams, eval_files, feature_spec, config,
+  def evaluate(self, model, eval_files, feature_spec, config,
                eval_steps=None) -> Dict[str, float]:
     """Teacher-forced loss and token accuracy on the eval split (BLEU is the Evaluator's), and the
     training throughput in target tokens/s."""
     examples = self._examples(eval_files, feature_spec, False, config).map(_trim)
     batches = examples.padded_batch(64).map(_split_label)
     with model.distribute_strategy.scope():  # a pass of unknown length: one step per execution
-      self.compile(model, hparams, 1, optimizer=model.optimizer)
+      self.compile(model, 1, optimizer=model.optimizer)
     results = model.evaluate(batches, steps=eval_steps or None, return_dict=True, verbose=0)
     out = {k: float(v) for k, v in results.items()}
     if self._throughput.seconds:

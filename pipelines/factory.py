@@ -27,7 +27,7 @@ from beam_runner import sdk_harness
 from components import record_checks
 from components.anomalies_gate import AnomaliesGate
 from components.serving_check import ServingCheck, default_request_spec
-from model_fns.trainer import TrainerConfig, load_task
+from model_fns.trainer import TrainerConfig, task_class
 from pipelines import fingerprint
 from pipelines.spec import ModelSpec
 
@@ -195,7 +195,7 @@ def resolve_config(spec: ModelSpec, config: RunConfig) -> RunConfig:
   return dataclasses.replace(
       config, model_type=trainer.model_type, batch_size=trainer.batch_size,
       train_steps=config.train_steps or spec.train_steps,
-      hparams=load_task(trainer).hparams(trainer.hparams),
+      hparams=task_class(trainer).resolve_hparams(trainer.hparams),
       max_malformed_fraction=(spec.max_malformed_fraction if config.max_malformed_fraction is None
                               else config.max_malformed_fraction))
 
@@ -215,7 +215,7 @@ def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
                           distribution_strategy=config.distribution_strategy,
                           num_gpus=config.num_gpus, tpu=config.tpu,
                           mixed_precision=config.mixed_precision)
-  load_task(trainer)
+  task_class(trainer)
   return trainer
 
 

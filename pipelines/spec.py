@@ -243,7 +243,6 @@ class ModelSpec:
     preprocessing_fn: module path of the tf.Transform preprocessing_fn, or None for a model that
       reads the raw examples (the pipeline then has no Transform).
     task: module path of the `model_fns.trainer.KerasTask` class.
-    model_types: the accepted `--model_type` values; the first is the default.
     train_steps: default training steps, or None for a task that does not train by steps (and
       then refuses `--train_steps`).
     batch_size: default global batch size.
@@ -289,7 +288,6 @@ class ModelSpec:
   schema_file: str
   preprocessing_fn: Optional[str]
   task: str
-  model_types: Tuple[str, ...]
   train_steps: Optional[int]
   batch_size: int
   evaluation: EvalSpec
@@ -318,6 +316,17 @@ class ModelSpec:
     if self.model_ops_module and not self.serving_op_modules:
       raise ValueError(f'{self.name}: the Evaluator imports {self.model_ops_module} for custom '
                        'ops; declare the op libraries a server needs in serving_op_modules')
+
+  @property
+  def model_types(self) -> Tuple[str, ...]:
+    """The accepted `--model_type` values, the first the default: the task's `model_types`,
+    declared once, on the task (importing its module).
+
+    Raises:
+      ImportError: the task's module path does not import.
+    """
+    from tfx.utils import import_utils  # pylint: disable=import-outside-toplevel
+    return tuple(import_utils.import_class_by_path(self.task).model_types)
 
   @property
   def default_model_type(self) -> str:

@@ -214,22 +214,24 @@ def test_wordpiece_pairs_match_bert_tokenization(data_root):
 
 
 def test_classifier_fine_tunes_from_a_google_checkpoint(tmp_path):
-  task = text_classification.BertClassifierTask()
-  task.train_steps = 10
+  def task(checkpoint):
+    return text_classification.BertClassifierTask.create(
+        'bert_tiny', {'init_checkpoint': checkpoint}, train_steps=10)
+
   short = write_google_checkpoint(tmp_path, google_variables(CONFIG))
   with pytest.raises(ValueError, match='128 tokens but the checkpoint has 16 positions'):
-    task.build_model(None, 'bert_tiny', task.hparams({'init_checkpoint': short}))
+    task(short).build_model(None)
   config = dataclasses.replace(CONFIG, max_position_embeddings=mrpc.MAX_LENGTH)
   values = google_variables(config)
   (tmp_path / 'long').mkdir()
   prefix = write_google_checkpoint(tmp_path / 'long', values, config)
-  hparams = task.hparams({'init_checkpoint': prefix})
-  model = task.build_model(None, 'bert_tiny', hparams)  # the checkpoint's sizes, not Tiny's
+  fine_tuning = task(prefix)
+  model = fine_tuning.build_model(None)  # the checkpoint's sizes, not Tiny's
   encoder = model.get_layer('bert_encoder')
   assert encoder.config == config
   np.testing.assert_array_equal(encoder.get_layer('pooler').kernel.numpy(),
                                 values['bert/pooler/dense/kernel'])
-  task.compile(model, hparams, 1)
+  fine_tuning.compile(model, 1)
   ids = np.random.default_rng(0).integers(0, 50, (4, mrpc.MAX_LENGTH))
   inputs = {mrpc.WORD_IDS: ids, mrpc.MASK: np.ones_like(ids), mrpc.TYPE_IDS: np.zeros_like(ids)}
   history = model.fit(inputs, np.array([0, 1, 1, 0]), epochs=2, verbose=0)
@@ -237,8 +239,7 @@ def test_classifier_fine_tunes_from_a_google_checkpoint(tmp_path):
   assert not np.array_equal(encoder.get_layer('pooler').kernel.numpy(),
                             values['bert/pooler/dense/kernel'])  # fine-tuned
   with pytest.raises(ValueError, match='no bert_config.json'):
-    task.build_model(None, 'bert_tiny', task.hparams({'init_checkpoint': str(tmp_path / 'x' /
-                                                                             'bert_model.ckpt')}))
+    task(str(tmp_path / 'x' / 'bert_model.ckpt')).build_model(None)
 
 
 def test_warmup_then_linear_decay_and_the_bars_per_start():

@@ -1,5 +1,6 @@
 """Run configuration: strategies, Beam options, the TFMA config of a spec, hyperparameters, CLI usage."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from beam_runner import options
-from model_fns import binary_metrics, strategy
+from model_fns import binary_metrics, strategy, trainer
 from model_fns.census import CensusTask
 from model_fns.trainer import logging_epoch_steps
 from pipelines import factory, spec as spec_lib
@@ -127,10 +128,17 @@ def test_a_threshold_on_a_metric_not_computed_is_an_error():
 
 
 def test_hyperparameters_and_model_types_are_checked():
-  task = CensusTask()
-  assert task.hparams({'learning_rate': 0.01})['hidden_units'] == [100, 75, 50, 25]
+  task = CensusTask.create(hparams={'learning_rate': 0.01})
+  assert task.hparams['hidden_units'] == [100, 75, 50, 25] and task.hparams['learning_rate'] == 0.01
+  assert task.model_type == 'wide_deep' == spec_lib.get('census').default_model_type
   with pytest.raises(ValueError, match='unknown hyperparameters'):
-    task.hparams({'learnin_rate': 0.01})
+    CensusTask.create(hparams={'learnin_rate': 0.01})
+  with pytest.raises(ValueError, match='unknown model type'):
+    CensusTask.create('linear')
+  with pytest.raises(ValueError, match='every hyperparameter resolved'):  # params not resolved
+    CensusTask(trainer.TaskParams('deep', {'learning_rate': 0.01}))
+  with pytest.raises(dataclasses.FrozenInstanceError):  # a run's params are fixed
+    task.params.train_steps = 5  # pytype: disable=not-writable
   census = spec_lib.get('census')
   with pytest.raises(ValueError, match='unknown model type'):
     factory.trainer_config(census, factory.RunConfig(output_dir='/tmp/x', model_type='linear'))
@@ -139,10 +147,8 @@ def test_hyperparameters_and_model_types_are_checked():
 
 
 def test_census_learning_rate_decays_to_zero_over_the_runs_steps():
-  task = CensusTask()
-  task.train_steps = 2000  # as run_fn sets it before compile
-  schedule = task.build_optimizer(task.hparams({'learning_rate': 0.002})).get_config()[
-      'learning_rate']
+  task = CensusTask.create(hparams={'learning_rate': 0.002}, train_steps=2000)
+  schedule = task.build_optimizer().get_config()['learning_rate']
   assert schedule['class_name'] == 'CosineDecay'
   assert schedule['config']['initial_learning_rate'] == 0.002
   assert schedule['config']['decay_steps'] == 2000 and schedule['config']['alpha'] == 0.0

@@ -275,11 +275,9 @@ def test_mixed_precision_keeps_float32_probabilities_and_trains():
   policy = tf_keras.mixed_precision.global_policy()
   tf_keras.mixed_precision.set_global_policy('mixed_bfloat16')
   try:
-    task = image_classification.CifarResNetTask()
-    task.train_steps, task.batch_size = 2, 4
-    hparams = task.hparams({})
-    model = task.build_model(None, 'resnet20', hparams)
-    task.compile(model, hparams, 1)
+    task = image_classification.CifarResNetTask.create('resnet20', train_steps=2, batch_size=4)
+    model = task.build_model(None)
+    task.compile(model, 1)
     assert model.get_layer('stage1_block1_conv1').compute_dtype == 'bfloat16'
     assert model.output.dtype == tf.float32
     x = {'image_xf': tf.random.uniform((4, 32, 32, 3), 0, 255)}

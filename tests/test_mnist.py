@@ -303,8 +303,7 @@ def test_preprocessing_fn_decodes_png_and_jpeg_to_unit_floats():
 
 def test_model_is_the_seed_cnn_and_the_spec_is_registered():
   from model_fns import mnist as mnist_model  # pylint: disable=import-outside-toplevel
-  task = mnist_model.MnistTask()
-  model = task.build_model(None, 'cnn', task.hparams({}))
+  model = mnist_model.MnistTask.create('cnn').build_model(None)
   kinds = [(type(layer).__name__, getattr(layer, 'filters', None) or getattr(layer, 'units', None)
             or getattr(layer, 'rate', None)) for layer in model.layers]
   assert kinds == [('InputLayer', None), ('Conv2D', 32), ('MaxPooling2D', None), ('Conv2D', 64),

@@ -43,9 +43,10 @@ class TinyTask(trainer.KerasTask):
   classification_signature = True
 
   def __init__(self, vocabulary: str, classes: int = 1, text_op: bool = False):
+    super().__init__(trainer.TaskParams(model_type='default', hparams={}))
     self.vocabulary, self.classes, self.text_op = vocabulary, classes, text_op
 
-  def build_model(self, inputs, model_type, hparams):
+  def build_model(self, inputs):
     x = tf_keras.Input(shape=(1,), dtype='float32', name='x')
     color = tf_keras.Input(shape=(1,), dtype='string', name='color')
     ids = tf_keras.layers.StringLookup(vocabulary=self.vocabulary, output_mode='one_hot')(color)
@@ -80,7 +81,7 @@ def export(path, classes=1, text_op=False):
     f.write('red\ngreen\nblue\n')
   task = TinyTask(vocabulary, classes, text_op)
   tf_keras.utils.set_random_seed(classes)
-  model = task.build_model(None, 'default', {})
+  model = task.build_model(None)
   inputs = trainer.ModelInputs(FEATURE_SPEC, FEATURE_SPEC)
   trainer.export_serving_model(model, task, inputs, str(path))
   return model, str(path)

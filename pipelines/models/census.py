@@ -14,7 +14,6 @@ SPEC = spec.register(spec.ModelSpec(
     schema_file=spec.curated_schema('census'),
     preprocessing_fn='preprocessing.census.preprocessing_fn',
     task='model_fns.census.CensusTask',
-    model_types=('wide_deep', 'wide', 'deep'),
     # The plain-TFX workload of ../shared/docs/design.md: 2,000 steps of 256 (~16 epochs).
     train_steps=2000,
     batch_size=256,

@@ -32,7 +32,6 @@ SPEC = spec.register(spec.ModelSpec(
     schema_file=spec.curated_schema('cifar10'),
     preprocessing_fn='preprocessing.cifar10.preprocessing_fn',
     task='model_fns.image_classification.CifarResNetTask',
-    model_types=('resnet56', 'resnet20', 'resnet32', 'resnet44', 'resnet110'),
     # A CPU budget: 1,000 steps of the seed's batch 128 (2.6 epochs), under the seed's schedule
     # scaled to the budget (model_fns.image_classification). The seed's 182 epochs are
     # --train_steps=71094.

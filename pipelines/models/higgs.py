@@ -18,7 +18,6 @@ SPEC = spec.register(spec.ModelSpec(
     schema_file=spec.curated_schema('higgs'),
     preprocessing_fn=None,
     task='model_fns.higgs.HiggsTask',
-    model_types=('gradient_boosted_trees',),
     train_steps=None,  # one pass over the data; the length is num_trees
     batch_size=2000,  # examples per tf.data batch while TF-DF collects the training split
     evaluation=spec.EvalSpec(

@@ -35,7 +35,6 @@ SPEC = spec.register(spec.ModelSpec(
     schema_file=spec.curated_schema('imagenet'),
     preprocessing_fn=None,
     task='model_fns.image_classification.ImagenetResNetTask',
-    model_types=('resnet50', 'resnet101', 'resnet152'),
     # A CPU budget that proves the path on the 100-image sample (ResNet-50 trains at about 6
     # images/s on 2 cores): 20 steps of 32. The seed's 90 epochs on 8 GPUs are
     # --batch_size=256 --train_steps=450360.

@@ -28,7 +28,6 @@ SPEC = spec.register(spec.ModelSpec(
     schema_file=spec.curated_schema('mnist'),
     preprocessing_fn='preprocessing.mnist.preprocessing_fn',
     task='model_fns.mnist.MnistTask',
-    model_types=('cnn',),
     # 500 steps of 100 (the seed's batch): 6.25 epochs of the offline split's 8,000 images, or 0.83
     # of an epoch of the canonical 60,000. Measured on the offline split (2 cores, ~700 images/s):
     # 500 steps, 72 s of training, eval accuracy 0.9835 (0.9690 at the seed's learning rate 1e-4);

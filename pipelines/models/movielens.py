@@ -34,7 +34,6 @@ def _register(name: str, dataset, line_parser: str, hit_rate_bar: float, note: s
       schema_file=spec.curated_schema('movielens'),
       preprocessing_fn='preprocessing.movielens.preprocessing_fn',
       task='model_fns.ncf.NCFTask',
-      model_types=('neumf', 'gmf', 'mlp'),
       train_steps=None,  # by epochs (hparam train_epochs), with fresh negatives each epoch
       batch_size=256,  # seed
       evaluation=spec.EvalSpec(

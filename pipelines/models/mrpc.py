@@ -40,7 +40,6 @@ SPEC = spec.register(spec.ModelSpec(
     preprocessing_fn='preprocessing.mrpc.preprocessing_fn',
     transform_files={mrpc.VOCAB_FILE_KEY: (mrpc.VOCABULARY, mrpc.VOCAB)},
     task='model_fns.text_classification.BertClassifierTask',
-    model_types=('bert_tiny', 'bert_base', 'bert_large'),
     # The seed's recipe: 3 epochs of the 3,668 training pairs at batch 32.
     train_steps=344,
     batch_size=32,

@@ -43,7 +43,6 @@ SPEC = spec.register(spec.ModelSpec(
     # TF2 tracing: the SentencePiece analyzer's outputs are assets of the transform graph.
     transform_tf_compat_v1=False,
     task='model_fns.translation.TranslationTask',
-    model_types=('small', 'base', 'big'),
     # The CPU budget of benchmarks/wmt.py (see README): the seed trains base for 100,000 steps
     # of 4,096 tokens on each of 8 GPUs (design.md); `--model_type=base --batch_size=4096
     # --train_steps=100000` is that recipe on one device.
