@@ -25,17 +25,17 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 warnings.filterwarnings('ignore', category=FutureWarning)
 
 from pipelines import runner  # pylint: disable=g-import-not-at-top
-from pipelines.factory import RunConfig
+from pipelines.factory import RunConfig, RunInputs
 from pipelines.spec import ModelSpec
 
 
-def cold_run(spec: ModelSpec, split_files: Mapping[str, str], output_dir: Optional[str],
+def cold_run(spec: ModelSpec, inputs: 'RunInputs | Mapping[str, str]', output_dir: Optional[str],
              **config: Any) -> Dict[str, Any]:
   """Runs `spec` once, uncached, and returns the run summary.
 
   Args:
     spec: the model.
-    split_files: {split: raw file}.
+    inputs: what the run reads (`factory.RunInputs`), or just {split: raw file}.
     output_dir: keep the run here (must hold no earlier run); None: a removed temporary directory.
     **config: RunConfig fields.
 
@@ -46,8 +46,7 @@ def cold_run(spec: ModelSpec, split_files: Mapping[str, str], output_dir: Option
   if os.path.exists(os.path.join(directory, 'metadata.sqlite')):
     sys.exit(f'{directory} holds an earlier run: a cold benchmark needs an empty directory')
   try:
-    return runner.run(spec, RunConfig(output_dir=directory, **config), split_files,
-                      progress=False)
+    return runner.run(spec, RunConfig(output_dir=directory, **config), inputs, progress=False)
   finally:
     if not output_dir:
       shutil.rmtree(directory, ignore_errors=True)

@@ -43,7 +43,8 @@ def main(_):
   files = datasets.resolve_splits(spec.dataset, data_root=FLAGS.data_root, sample=not FLAGS.full)
   ranges = factory.row_ranges(spec, list(files) if FLAGS.full else [])
   hparams = {} if FLAGS.num_trees is None else {'num_trees': FLAGS.num_trees}
-  summary = common.cold_run(spec, files, FLAGS.output_dir, row_ranges=ranges, hparams=hparams)
+  summary = common.cold_run(spec, factory.RunInputs(split_files=files, row_ranges=ranges),
+                            FLAGS.output_dir, hparams=hparams)
   process = time.time() - common.PROCESS_START
   seconds = common.stage_seconds(summary)
   rows = {split: d['examples'] for split, d in summary['data'].items()}

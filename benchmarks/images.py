@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from pipelines import spec as spec_lib
+from pipelines.factory import RunInputs
 from preprocessing import cifar10, datasets, imagenet
 
 NUM_CLASSES = {'cifar10': cifar10.NUM_CLASSES, 'imagenet': imagenet.NUM_CLASSES}
@@ -66,9 +67,12 @@ def main(_):
   batch_size = FLAGS.batch_size or spec.batch_size
   directory = tempfile.mkdtemp(prefix=f'{spec.name}-bench-')
   try:
-    summary = common.cold_run(spec, resolved.files, directory, model_type=model_type,
-                              train_steps=steps, batch_size=batch_size,
-                              reduced_data=resolved.fallback is not None)
+    side_files = {setting: datasets.resolve_file(dataset, name, data_root=FLAGS.data_root)
+                  for setting, (dataset, name) in spec.example_gen_files.items()}
+    inputs = RunInputs(split_files=resolved.files, example_gen_files=side_files,
+                       reduced_data=resolved.fallback is not None)
+    summary = common.cold_run(spec, inputs, directory, model_type=model_type,
+                              train_steps=steps, batch_size=batch_size)
     losses = training_losses(os.path.join(directory, 'pipeline_root'))
   finally:
     shutil.rmtree(directory, ignore_errors=True)

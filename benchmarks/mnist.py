@@ -43,8 +43,8 @@ def main(_):
   files = resolved.files
   ranges = factory.row_ranges(spec, list(files), base=resolved.row_ranges)
   fallback = resolved.fallback is not None
-  summary = common.cold_run(spec, files, FLAGS.output_dir, row_ranges=ranges,
-                            train_steps=FLAGS.train_steps)
+  summary = common.cold_run(spec, factory.RunInputs(split_files=files, row_ranges=ranges),
+                            FLAGS.output_dir, train_steps=FLAGS.train_steps)
   process = time.time() - common.PROCESS_START
   seconds = common.stage_seconds(summary)
   images = {split: d['examples'] for split, d in summary['data'].items()}

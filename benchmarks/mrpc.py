@@ -17,6 +17,7 @@ import time
 from absl import app, flags, logging
 
 from pipelines import spec as spec_lib
+from pipelines.factory import RunInputs
 from preprocessing import datasets, mrpc
 
 FLAGS = flags.FLAGS
@@ -44,8 +45,9 @@ def main(_):
   hparams = {k: v for k, v in (('learning_rate', FLAGS.learning_rate),
                                ('init_checkpoint', FLAGS.init_checkpoint)) if v}
   steps = FLAGS.train_steps or spec.train_steps
-  summary = common.cold_run(spec, files, None, model_type=FLAGS.model_type, train_steps=steps,
-                            hparams=hparams, transform_config={mrpc.VOCAB_FILE_KEY: vocab})
+  summary = common.cold_run(
+      spec, RunInputs(split_files=files, transform_files={mrpc.VOCAB_FILE_KEY: vocab}), None,
+      model_type=FLAGS.model_type, train_steps=steps, hparams=hparams)
   process = time.time() - common.PROCESS_START
   seconds = common.stage_seconds(summary)
   pairs = {split: d['examples'] for split, d in summary['data'].items()}

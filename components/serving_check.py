@@ -78,8 +78,8 @@ NOT_BLESSED_FILE = 'INFRA_NOT_BLESSED'
 DEFAULT_NUM_EXAMPLES = 100
 DEFAULT_THROUGHPUT_BATCH_SIZE = 256
 DEFAULT_TOLERANCE = 1e-5
-# A guard against a serving process that hangs, not a speed bar: ResNet-50's requests on a loaded
-# 2-core machine outlived 300 s.
+# A guard against a serving process that hangs, not a speed bar: generous, since ResNet-50's
+# requests on a loaded 2-core machine have outlived a tighter limit.
 DEFAULT_TIMEOUT_SECONDS = 1800
 THROUGHPUT_SECONDS = 1.0
 

@@ -332,7 +332,7 @@ class KerasTask(abc.ABC):
     callbacks = callbacks + [_ThroughputLogger(data.config.batch_size, self.batch_unit)]
     epochs, remainder = divmod(train_steps, per_epoch)
     model.fit(train, epochs=epochs, steps_per_epoch=per_epoch, callbacks=callbacks, verbose=0)
-    if remainder:  # a second fit traces the train function again (~20-30 s on census)
+    if remainder:  # a second fit traces the train function again (hence logging_epoch_steps)
       model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
                 callbacks=callbacks, verbose=0)
 
@@ -613,9 +613,9 @@ def export_serving_model(model: tf_keras.Model, task: KerasTask, inputs: ModelIn
   # Served through these signatures only: the Evaluator's EvalConfig says `tf_generic`, so TFMA
   # loads the model once per worker with tf.saved_model.load and computes only its own metrics,
   # instead of reviving the Keras model in every combiner and re-running its compiled metrics
-  # (measured on census: 7 Keras loads of ~3.4 s and ~11 s of Keras metric updates, more than
-  # half the Evaluator's time). Hence no traces of every layer's call functions, which only a
-  # Keras revival would use (census: export 6.4 -> 1.8 s), and no optimizer slots.
+  # (more than half the Evaluator's time on census; README, "Figures behind the defaults").
+  # Hence no traces of every layer's call functions, which only a Keras revival would use (they
+  # are most of the export's time), and no optimizer slots.
   model.save(export_dir, save_format='tf', signatures=signatures, save_traces=False,
              include_optimizer=False)
   if task.classification_signature:

@@ -37,12 +37,11 @@ NEG_INF = -1e9
 
 PARAMS: Dict[str, Dict[str, Any]] = {
     # Sized for a fixed CPU budget on 2 cores (benchmarks/wmt.py), no dropout: ~4.6 M parameters
-    # with an 8k vocabulary (1.5 M of them the shared embedding). Measured on wmt32k, 2,048-token
-    # steps, one core each: 192 units (filter 768) learn no slower per step than 256 (1,024)
-    # (training loss 3.75 against 3.92 at step 1,250) and take 0.48 s a step against 0.67 s, so
-    # in 14 minutes they train on 1.4x the tokens and reach loss 3.39 against 3.92.
-    # Dropout's random masks cost time (1.42 s a step with 0.1 at 256 units, 1.00 s without) and
-    # the budget is a few epochs, where there is little to regularize.
+    # with an 8k vocabulary (1.5 M of them the shared embedding). 192 units (filter 768) learn no
+    # slower per step than 256 (1,024) and take less time a step, so a budget trains them on more
+    # tokens to a lower loss. Dropout's random masks cost time and the budget is a few epochs,
+    # where there is little to regularize. The measurements: README, "Figures behind the
+    # defaults".
     'small': dict(num_layers=3, hidden_size=192, num_heads=4, filter_size=768, dropout=0.0),
     'base': dict(num_layers=6, hidden_size=512, num_heads=8, filter_size=2048, dropout=0.1),
     'big': dict(num_layers=6, hidden_size=1024, num_heads=16, filter_size=4096, dropout=0.3),

@@ -118,7 +118,7 @@ def run_command(model: str) -> int:
     logging.set_verbosity(logging.INFO)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.
   try:
-    spec, config, split_files = build_run(model)  # bad flags raise: main() reports them
+    spec, config, inputs = build_run(model)  # bad flags raise: main() reports them
   except datasets.DatasetError as e:
     return _run_failed(e, output_dir)
   print(f'official-tfx: {model} ({config.model_type}) -> {output_dir}')
@@ -127,14 +127,14 @@ def run_command(model: str) -> int:
   if replayed:
     print(f'  config: {len(replayed)} settings from {FLAGS.config} (the command line\'s own '
           'flags override it)')
-  if config.data_notice:
-    print(f'  note: {config.data_notice}')
-  for split, path in split_files.items():
-    first, count = config.row_ranges.get(split, (0, None))
+  if inputs.data_notice:
+    print(f'  note: {inputs.data_notice}')
+  for split, path in inputs.split_files.items():
+    first, count = inputs.row_ranges.get(split, (0, None))
     rows = f' (rows {first} to {"the end" if count is None else first + count - 1})'
     print(f'  {split}: {path}{rows if (first, count) != (0, None) else ""}')
   try:
-    summary = runner.run(spec, config, split_files, from_stage=FLAGS.from_stage,
+    summary = runner.run(spec, config, inputs, from_stage=FLAGS.from_stage,
                          to_stage=FLAGS.to_stage)
   except runner.OutputDirBusy as e:
     print(f'official-tfx: {e}', file=console.err())

@@ -15,6 +15,7 @@ The flags mean what they mean on the command line. The pipeline is named after t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import shlex
@@ -68,9 +69,9 @@ def pipeline_from_environment() -> tfx.dsl.Pipeline:
     EngineConfigError: bad flags; KeyError: unknown model; ValueError: a bad setting;
     preprocessing.datasets.DatasetError: a missing file or a checksum mismatch.
   """
-  spec, config, split_files = settings.build_run(parse_environment())
+  spec, config, inputs = settings.build_run(parse_environment())
   os.makedirs(config.output_dir, exist_ok=True)
-  return factory.create_pipeline(spec, config, split_files)
+  return factory.create_pipeline(spec, config, inputs)
 
 
 def airflow_dag(dag_config: Optional[Mapping[str, Any]] = None):
@@ -92,8 +93,8 @@ def airflow_dag(dag_config: Optional[Mapping[str, Any]] = None):
 
 
 def kubeflow_v2_config(spec: ModelSpec, config: RunConfig,
-                       split_files: Mapping[str, str]) -> RunConfig:
-  """Checks a run's settings for Kubeflow / Vertex and completes them.
+                       inputs: 'factory.RunInputs | Mapping[str, str]') -> RunConfig:
+  """Checks a run's settings for Kubeflow / Vertex and returns them completed.
 
   Every component runs in its own container, so everything it reads or writes must be remote:
   the raw data, the pipeline root and the Pusher's destination (default
@@ -102,12 +103,14 @@ def kubeflow_v2_config(spec: ModelSpec, config: RunConfig,
   Raises:
     EngineConfigError: a local data file, pipeline root or serving model directory.
   """
+  split_files = factory.RunInputs.of(inputs).split_files
   problems = [f'--{split}_data must be a remote URI (gs://...), not {path!r}'
               for split, path in split_files.items() if not factory.is_remote(path)]
   if not (config.remote_root and factory.is_remote(config.remote_root)):
     problems.append('--pipeline_root must be a remote URI (gs://...)')
   elif config.serving_model_dir == os.path.join(config.output_dir, 'serving_model'):
-    config.serving_model_dir = config.remote_root.rstrip('/') + '/serving_model'
+    config = dataclasses.replace(
+        config, serving_model_dir=config.remote_root.rstrip('/') + '/serving_model')
   if not factory.is_remote(config.serving_model_dir):
     problems.append('--serving_model_dir must be a remote URI (gs://...)')
   if problems:
@@ -117,13 +120,14 @@ def kubeflow_v2_config(spec: ModelSpec, config: RunConfig,
   return config
 
 
-def kubeflow_v2_pipeline_job(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
+def kubeflow_v2_pipeline_job(spec: ModelSpec, config: RunConfig,
+                             inputs: 'factory.RunInputs | Mapping[str, str]',
                              image: Optional[str] = None,
                              output_file: Optional[str] = None) -> Dict[str, Any]:
   """Compiles the pipeline to a KFP v2 PipelineJob (TFX's KubeflowV2DagRunner).
 
   Args:
-    spec, config, split_files: the run, as for factory.create_pipeline; checked by
+    spec, config, inputs: the run, as for factory.create_pipeline; checked by
       kubeflow_v2_config.
     image: the container image of every component; it must have this package installed (the
       components name their code by module path). Default: TFX's own image.
@@ -136,8 +140,8 @@ def kubeflow_v2_pipeline_job(spec: ModelSpec, config: RunConfig, split_files: Ma
   Raises:
     EngineConfigError: see kubeflow_v2_config.
   """
-  config = kubeflow_v2_config(spec, config, split_files)
-  pipeline = factory.create_pipeline(spec, config, split_files, local_metadata=False)
+  config = kubeflow_v2_config(spec, config, inputs)
+  pipeline = factory.create_pipeline(spec, config, inputs, local_metadata=False)
   runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image)
   if output_file is None:
     return tfx.orchestration.experimental.KubeflowV2DagRunner(runner_config).run(
@@ -169,13 +173,14 @@ def compile_kubeflow_v2(model: str, output_file: Optional[str] = None,
     raise EngineConfigError(
         f'compile {model}: give ' + ' and '.join(f'--{split}_data' for split in missing) +
         ' as remote URIs (gs://...): the components read them from their containers')
+  workers_image = None
   if (flag_values.beam_runner == 'dataflow' and not flag_values.setup_file
       and not flag_values.sdk_container_image):
     if not image:
       raise EngineConfigError(f'compile {model}: Dataflow workers need this package: give --image '
                               '(also used as their --sdk_container_image) or --setup_file')
-    flag_values.sdk_container_image = image  # the checkout's setup.py is not in the container
-  spec, config, split_files = settings.build_run(model)
+    workers_image = image  # the checkout's setup.py is not in the container
+  spec, config, inputs = settings.build_run(model, sdk_container_image=workers_image)
   output_file = output_file or f'{model}_pipeline.json'
-  kubeflow_v2_pipeline_job(spec, config, split_files, image, output_file)
+  kubeflow_v2_pipeline_job(spec, config, inputs, image, output_file)
   return os.path.abspath(output_file)

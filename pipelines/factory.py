@@ -36,7 +36,8 @@ RUN_FN = 'model_fns.trainer.run_fn'
 
 @dataclasses.dataclass
 class RunConfig:
-  """One run's settings; None takes the spec's default (`resolve_config` fills them all in).
+  """One run's settings: what the user asked, None taking the spec's default (`resolve_config`
+  fills them all in). What the run reads, found from these and the data root, is `RunInputs`.
 
   Attributes:
     output_dir: holds everything a run writes (see the properties below).
@@ -52,21 +53,10 @@ class RunConfig:
       run analyzing overlapping spans could reuse. The pipelines read one span per split, and
       TFX's own cache already serves an unchanged Transform, so it is off: on census, writing it
       cost 6 s of the Transform's 36 s of CPU.
-    row_ranges: split -> (first row, number of rows or None) of its file; see `row_ranges()`.
     remote_root: where the components write artifacts, when not `<output_dir>/pipeline_root`
       (a gs:// path for Dataflow); ML Metadata, logs and the run summary stay in output_dir.
     serving_model_dir: the Pusher's filesystem destination; default `<output_dir>/serving_model`.
-    data_notice: what the user should know about the data read, e.g. the documented fallback a
-      dataset took (MNIST's t10k split when its training images are missing); None when nothing.
-    reduced_data: the run reads a documented fallback or a sample instead of the canonical data;
-      the spec's `reduced_data_evaluation` (its blessing for that data size), if any, applies.
     mixed_precision: None, `float16` or `bfloat16` (see model_fns.trainer.TrainerConfig).
-    transform_config: the preprocessing_fn's `custom_config`: the spec's `transform_files`,
-      resolved (e.g. {'vocab_file': '.../uncased_vocab.txt'}).
-    input_digests: split -> SHA-256 of the split's raw input (pipelines.fingerprint.input_digests);
-      a split is absent when unknown (a remote file). In ExampleGen's cache key, so a file
-      replaced by one of the same size and modification time is read again.
-    example_gen_files: the spec's `example_gen_files`, resolved: {setting: local path}.
     command_line: the flags the user gave ({name: parsed value}); recorded in the run summary so
       that `--config` replays the run's data and engine choices as well as its resolved settings.
   """
@@ -83,16 +73,10 @@ class RunConfig:
   max_malformed_fraction: Optional[float] = None
   transform_statistics: bool = False
   transform_analyzer_cache: bool = False
-  row_ranges: Dict[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
   remote_root: Optional[str] = None
   serving_model_dir: Optional[str] = None
-  data_notice: Optional[str] = None
-  reduced_data: bool = False
   mixed_precision: Optional[str] = None
-  transform_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
-  input_digests: Dict[str, str] = dataclasses.field(default_factory=dict)
   command_line: Dict[str, Any] = dataclasses.field(default_factory=dict)
-  example_gen_files: Dict[str, str] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -105,6 +89,53 @@ class RunConfig:
   @property
   def metadata_path(self) -> str:
     return os.path.join(self.output_dir, 'metadata.sqlite')
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+  """What one run reads, as `settings.build_run` found it from the flags, the data root and the
+  files themselves; kept apart from RunConfig (what the user asked) and recorded in the run
+  summary's `inputs`.
+
+  Attributes:
+    split_files: {split: raw data file}, resolved and verified (preprocessing.datasets), e.g.
+      {'train': '.../adult.data.gz', 'eval': '.../adult.test.gz'}.
+    row_ranges: split -> (first row, number of rows or None for the rest) of its file; a split
+      absent reads its whole file (see `row_ranges()`).
+    input_digests: split -> SHA-256 (hex) of the split's raw input
+      (pipelines.fingerprint.input_digests); a split is absent when unknown (a remote file). In
+      ExampleGen's cache key, so a file replaced by one of the same size and modification time
+      is read again.
+    transform_files: the preprocessing_fn's `custom_config`: the spec's `transform_files`,
+      resolved (e.g. {'vocab_file': '.../uncased_vocab.txt'}).
+    example_gen_files: the spec's `example_gen_files`, resolved: {setting: local path}.
+    data_notice: what the user should know about the data read, e.g. the documented fallback a
+      dataset took (MNIST's t10k split when its training images are missing); None when nothing.
+    reduced_data: the run reads a documented fallback or a sample instead of the canonical data;
+      the spec's `reduced_data_evaluation` (its blessing for that data size), if any, applies.
+  """
+  split_files: Mapping[str, str]
+  row_ranges: Mapping[str, Tuple[int, Optional[int]]] = dataclasses.field(default_factory=dict)
+  input_digests: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  transform_files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  example_gen_files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  data_notice: Optional[str] = None
+  reduced_data: bool = False
+
+  @classmethod
+  def of(cls, inputs: 'RunInputs | Mapping[str, str]') -> 'RunInputs':
+    """`inputs` itself, or the RunInputs of a bare {split: file} (whole files, nothing else
+    found: how tests and scripts that bring their own files call the factory)."""
+    return inputs if isinstance(inputs, RunInputs) else cls(split_files=dict(inputs))
+
+  def to_json(self) -> Dict[str, Any]:
+    """The run summary's `inputs`: these fields as JSON values (row ranges as [first, count])."""
+    return {'split_files': dict(self.split_files),
+            'row_ranges': {k: list(v) for k, v in self.row_ranges.items()},
+            'input_digests': dict(self.input_digests),
+            'transform_files': dict(self.transform_files),
+            'example_gen_files': dict(self.example_gen_files),
+            'data_notice': self.data_notice, 'reduced_data': self.reduced_data}
 
 
 def is_remote(path: str) -> bool:
@@ -233,16 +264,16 @@ def _eval_config_code(eval_config: Any) -> List[str]:
                  for metric in spec.metrics if metric.module})
 
 
-def add_fingerprints(spec: ModelSpec, config: RunConfig, components: Mapping[str, Any]) -> None:
+def add_fingerprints(spec: ModelSpec, inputs: RunInputs, components: Mapping[str, Any]) -> None:
   """Adds the content fingerprints of the project code and files each component runs on to its
   exec properties (pipelines.fingerprint.add_to_cache_key), so that TFX's cache re-runs the
   component when they change, and everything downstream through its new artifacts.
 
   Args:
-    spec, config: the model and the run.
+    spec, inputs: the model and what the run reads.
     components: node id -> component of the pipeline being built. Fingerprinted: the ExampleGen
       (`example_gen`: its component and executor modules, the code its settings name, such as the
-      line parser, and `config.input_digests`), `ImportSchemaGen` (the schema file's bytes),
+      line parser, and `inputs.input_digests`), `ImportSchemaGen` (the schema file's bytes),
       `Transform` (the preprocessing_fn and `transform_files`), `Trainer`
       (`model_fns.trainer.run_fn` and the task), `Evaluator` (the custom metrics of its
       EvalConfig and the spec's model ops module), and any other component of project code
@@ -258,7 +289,7 @@ def add_fingerprints(spec: ModelSpec, config: RunConfig, components: Mapping[str
     settings = record_checks.custom_config(example_gen.exec_properties)
     fingerprint.add_to_cache_key(
         example_gen, code=_code(fingerprint.component_code(example_gen, settings)),
-        data=dict(config.input_digests))
+        data=dict(inputs.input_digests))
   if 'ImportSchemaGen' in components:
     fingerprint.add_to_cache_key(components['ImportSchemaGen'],
                                  schema=fingerprint.file_fingerprint(spec.schema_file))
@@ -270,7 +301,7 @@ def add_fingerprints(spec: ModelSpec, config: RunConfig, components: Mapping[str
           component, code=_code(fingerprint.component_code(component, properties)))
   if 'Transform' in components:
     files = {key: fingerprint.file_fingerprint(path)
-             for key, path in sorted(config.transform_config.items())
+             for key, path in sorted(inputs.transform_files.items())
              if isinstance(path, str) and (is_remote(path) or os.path.exists(path))}
     fingerprint.add_to_cache_key(components['Transform'], code=_code([spec.preprocessing_fn]),
                                  files={k: v for k, v in files.items() if v})
@@ -283,15 +314,16 @@ def add_fingerprints(spec: ModelSpec, config: RunConfig, components: Mapping[str
         + [spec.model_ops_module or '']))
 
 
-def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
+def create_pipeline(spec: ModelSpec, config: RunConfig,
+                    inputs: 'RunInputs | Mapping[str, str]',
                     local_metadata: bool = True) -> tfx.dsl.Pipeline:
   """Builds the TFX pipeline of `spec` for one run.
 
   Args:
     spec: the model.
-    config: the run's settings.
-    split_files: split name -> raw data file (already resolved and verified), e.g.
-      {'train': '.../adult.data.gz', 'eval': '.../adult.test.gz'}.
+    config: the run's settings, resolved or not (`resolve_config` is applied; idempotent).
+    inputs: what the run reads (`RunInputs`), or just {split: raw data file}, already resolved
+      and verified, e.g. {'train': '.../adult.data.gz', 'eval': '.../adult.test.gz'}.
     local_metadata: connect to SQLite ML Metadata at `config.metadata_path`; False for an engine
       that brings its own (Kubeflow, Vertex).
 
@@ -309,14 +341,15 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
       `add_fingerprints`).
   """
   config = resolve_config(spec, config)
+  inputs = RunInputs.of(inputs)
   train_steps = config.train_steps
   if (train_steps is not None and train_steps <= 0) or config.batch_size <= 0:
     raise ValueError('train_steps and batch_size must be positive')
-  input_base, patterns = split_patterns(split_files)
+  input_base, patterns = split_patterns(inputs.split_files)
   sdk_harness.configure()
 
   example_gen = spec.example_gen(input_base, patterns, config.max_malformed_fraction,
-                                 config.row_ranges, config.example_gen_files)
+                                 inputs.row_ranges, inputs.example_gen_files)
   statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs['examples'])
   schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.schema_file)
   example_validator = tfx.components.ExampleValidator(
@@ -330,7 +363,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
         force_tf_compat_v1=spec.transform_tf_compat_v1,
         disable_statistics=not config.transform_statistics,
         disable_analyzer_cache=not config.transform_analyzer_cache,
-        custom_config=dict(config.transform_config) or None)
+        custom_config=dict(inputs.transform_files) or None)
     transform.add_upstream_node(anomalies_gate)
     training_inputs = {'examples': transform.outputs['transformed_examples'],
                        'transform_graph': transform.outputs['transform_graph']}
@@ -355,9 +388,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
-      eval_config=spec.evaluation_for(
-          config.reduced_data, pretrained=bool(config.hparams.get('init_checkpoint'))
-      ).eval_config(),
+      eval_config=spec.evaluation_for(inputs.reduced_data, config.hparams).eval_config(),
       module_path=spec.model_ops_module)
   # Serves the candidate in a fresh TensorFlow process with the spec's op libraries and checks
   # its answers to TF Serving requests built from eval examples (InfraValidator's contract).
@@ -375,7 +406,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig, split_files: Mapping[str
 
   components = [example_gen, statistics_gen, schema_gen, example_validator, anomalies_gate,
                 *preprocessing, trainer, model_resolver, evaluator, serving_check, pusher]
-  add_fingerprints(spec, config, {'example_gen': example_gen,
+  add_fingerprints(spec, inputs, {'example_gen': example_gen,
                                   **{c.id: c for c in components if c is not example_gen}})
   return tfx.dsl.Pipeline(
       pipeline_name=spec.name,

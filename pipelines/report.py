@@ -793,7 +793,7 @@ def collect(output_dir: str, model: Optional[str] = None,
 
   data_files = []
   for split, data in (summary.get('data') or {}).items():
-    data_files.append({'split': split, 'file': data.get('file'),
+    data_files.append({'split': split, 'file': data.get('file'), 'sha256': data.get('sha256'),
                        'rows': _rows_text(data.get('first_row'), data.get('num_rows')),
                        'examples': data.get('examples')})
   malformed = summary.get('malformed') or {}

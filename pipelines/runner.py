@@ -40,9 +40,10 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as pipeline_lib
 
-from pipelines import history, metadata, report
+from pipelines import fingerprint, history, metadata, report
 from pipelines import progress as progress_lib
-from pipelines.factory import RunConfig, create_pipeline, resolve_config, trainer_config
+from pipelines.factory import (RunConfig, RunInputs, create_pipeline, resolve_config,
+                               trainer_config)
 from pipelines.spec import ModelSpec
 
 SUMMARY_FILE = 'run_summary.json'
@@ -217,7 +218,7 @@ def _reported_inputs(store, stage) -> List[str]:
   return lines
 
 
-def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
+def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, str]',
         progress: Optional[Any] = None, from_stage: Optional[str] = None,
         to_stage: Optional[str] = None) -> Dict[str, Any]:
   """Runs the pipeline of `spec` to the end and returns the run summary (also in run_summary.json).
@@ -231,8 +232,11 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
 
   Args:
     spec: the model.
-    config: the run's settings (output_dir receives everything).
-    split_files: {split: raw data file}, resolved and verified (preprocessing.datasets).
+    config: the run's settings (output_dir receives everything), resolved or not
+      (`factory.resolve_config`, idempotent, is applied).
+    inputs: what the run reads (`factory.RunInputs`), or just {split: raw data file}, resolved
+      and verified (preprocessing.datasets). Inputs without `input_digests` get them here
+      (`fingerprint.input_digests`, kept in the download cache's digest cache).
     progress: stream for the per-component progress lines (default stdout); False silences them.
     from_stage, to_stage: a partial run (TFX's RunOptions) over these stages (`stage_names`),
       the others' outputs taken from the last run; None: from the first, to the last.
@@ -244,11 +248,15 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
     summary with its `error` has been written.
   """
   config = resolve_config(spec, config)
+  inputs = RunInputs.of(inputs)
+  if not inputs.input_digests:  # bare files: their content digests, read here (not in the factory)
+    inputs = dataclasses.replace(inputs, input_digests=fingerprint.input_digests(
+        inputs.split_files, dataset=spec.dataset))
   trainer = trainer_config(spec, config)
   model_type = trainer.model_type
   from_stage = check_stage(spec, from_stage, 'from_stage')
   to_stage = check_stage(spec, to_stage, 'to_stage')
-  pipeline = create_pipeline(spec, config, split_files)
+  pipeline = create_pipeline(spec, config, inputs)
   run_options = partial_run_options(pipeline, from_stage, to_stage)
   os.makedirs(config.output_dir, exist_ok=True)
   say = (lambda line: None) if progress is False else (
@@ -261,7 +269,7 @@ def run(spec: ModelSpec, config: RunConfig, split_files: Mapping[str, str],
       say(f'  note: {stage.name} (execution {stage.execution_id}) was left running by an earlier '
           f'run that was killed: marked canceled, {len(stage.removed)} unfinished artifact '
           f'folder(s) removed')
-    summary, error = _run_and_summarize(spec, config, split_files, pipeline, run_options,
+    summary, error = _run_and_summarize(spec, config, inputs, pipeline, run_options,
                                         progress, model_type, settings(spec, config, trainer))
   if error is not None:
     raise error
@@ -292,7 +300,7 @@ def versions() -> Dict[str, Optional[str]]:
   return found
 
 
-def _run_and_summarize(spec, config, split_files, pipeline, run_options, progress, model_type,
+def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, model_type,
                        resolved_config):
   """`run`'s body under the run lock: returns (summary, the error that stopped the run or None)."""
   node_ids = [c.id for c in pipeline.components]
@@ -329,12 +337,12 @@ def _run_and_summarize(spec, config, split_files, pipeline, run_options, progres
                     'examples': {}, 'malformed': {}})
   examples = summary.pop('examples', {})
   data = {}
-  for split, path in split_files.items():
-    first_row, num_rows = config.row_ranges.get(split, (0, None))
-    data[split] = {'file': path, 'first_row': first_row, 'num_rows': num_rows,
-                   'examples': examples.get(split)}
+  for split, path in inputs.split_files.items():
+    first_row, num_rows = inputs.row_ranges.get(split, (0, None))
+    data[split] = {'file': path, 'sha256': inputs.input_digests.get(split),
+                   'first_row': first_row, 'num_rows': num_rows, 'examples': examples.get(split)}
   summary.update({'data': data, 'wall_seconds': round(wall, 2), 'config': resolved_config,
-                  'versions': versions()})
+                  'inputs': inputs.to_json(), 'versions': versions()})
   if run_options is not None:
     summary['partial_run'] = {'from_stage': list(run_options.from_nodes or []),
                               'to_stage': list(run_options.to_nodes or [])}

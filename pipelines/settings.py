@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from absl import app, flags
 
@@ -17,7 +18,7 @@ from beam_runner import runners as beam_runners
 from model_fns.strategy import STRATEGIES
 from pipelines import spec as spec_lib
 from pipelines import factory, fingerprint
-from pipelines.factory import RunConfig
+from pipelines.factory import RunConfig, RunInputs
 from preprocessing import datasets
 
 FLAGS = flags.FLAGS
@@ -214,11 +215,14 @@ def _side_files(files: Mapping[str, Tuple[datasets.Dataset, str]]) -> Dict[str, 
   return resolved
 
 
-def _beam_pipeline_args():
-  """The Beam stages' arguments from the runner flags; raises BeamOptionsError (a usage error)."""
+def _beam_pipeline_args(sdk_container_image: Optional[str] = None):
+  """The Beam stages' arguments from the runner flags, `sdk_container_image` standing for an
+  unset `--sdk_container_image`; raises BeamOptionsError (a usage error)."""
+  values = {name: getattr(FLAGS, name) for name in BEAM_FLAGS}
+  if sdk_container_image and not values.get('sdk_container_image'):
+    values['sdk_container_image'] = sdk_container_image
   config = beam_runners.BeamRunnerConfig(
-      runner=FLAGS.beam_runner, direct_num_workers=FLAGS.beam_direct_num_workers,
-      **{name: getattr(FLAGS, name) for name in BEAM_FLAGS})
+      runner=FLAGS.beam_runner, direct_num_workers=FLAGS.beam_direct_num_workers, **values)
   if FLAGS.beam_runner == 'dataflow' and not (FLAGS.pipeline_root or '').startswith('gs://'):
     raise beam_runners.BeamOptionsError(
         'Dataflow workers read and write the pipeline\'s artifacts: set --pipeline_root to a '
@@ -343,7 +347,8 @@ def _summary_values(summary: Mapping[str, Any], path: str) -> Dict[str, Any]:
   values['hparams'] = config.get('hparams') or {}
   for name in HPARAM_FLAGS:  # the hyperparameters are all in `hparams`, resolved
     values.pop(name, None)
-  for split, (first, count) in (config.get('row_ranges') or {}).items():
+  ranges = (summary.get('inputs') or {}).get('row_ranges') or config.get('row_ranges') or {}
+  for split, (first, count) in ranges.items():
     if f'{split}_start' in FLAGS:
       values[f'{split}_start'] = first
       if count is not None:
@@ -432,11 +437,15 @@ def _command_line() -> Dict[str, Any]:
   return given
 
 
-def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]]:
-  """The spec, run settings and {split: raw file} of `model`, from the parsed flags.
+def build_run(model: str, sdk_container_image: Optional[str] = None
+              ) -> Tuple[spec_lib.ModelSpec, RunConfig, RunInputs]:
+  """The spec, the resolved run settings (`factory.resolve_config`) and what the run reads
+  (`factory.RunInputs`: files, row ranges, digests, side files) of `model`, from the parsed flags.
 
   Shared by `official-tfx run` and the engines' runner files (pipelines/engines.py). Resolves and
   verifies the dataset's files (downloading them into the cache when there is no data root).
+  `sdk_container_image` is the Beam workers' image when `--sdk_container_image` is not given (a
+  compiled Kubeflow pipeline's Dataflow workers run the components' image).
 
   Raises:
     app.UsageError: bad --hparams.
@@ -453,7 +462,8 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       batch_size=FLAGS.batch_size, hparams=hparams,
       distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu,
       mixed_precision=FLAGS.mixed_precision,
-      beam_pipeline_args=_beam_pipeline_args(), remote_root=FLAGS.pipeline_root,
+      beam_pipeline_args=_beam_pipeline_args(sdk_container_image),
+      remote_root=FLAGS.pipeline_root,
       serving_model_dir=FLAGS.serving_model_dir,
       # A partial run re-runs its stages: the cache would serve them unchanged.
       enable_cache=FLAGS.enable_cache and not FLAGS.from_stage,
@@ -461,20 +471,21 @@ def build_run(model: str) -> Tuple[spec_lib.ModelSpec, RunConfig, Dict[str, str]
       transform_statistics=FLAGS.transform_statistics,
       transform_analyzer_cache=FLAGS.transform_analyzer_cache)
   # Every default resolved once (a bad model type or hparam is a usage error, found now).
-  config = factory.resolve_config(spec, config)
-  config.command_line = _command_line()
+  config = factory.resolve_config(spec, dataclasses.replace(config, command_line=_command_line()))
   split_files, canonical, resolved = _split_files(spec)
-  config.row_ranges = factory.row_ranges(
-      spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),
-                                getattr(FLAGS, f'{split}_count', None))
-                        for split in split_files}, base=resolved.row_ranges)
-  if resolved.fallback:
-    config.data_notice = f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
-  config.reduced_data = bool(resolved.fallback) or FLAGS.sample
-  config.transform_config = _side_files(spec.transform_files)
-  config.example_gen_files = _side_files(spec.example_gen_files)
-  # Content digests of the raw inputs, in the ExampleGen's cache key (size and mtime are not
-  # enough: a replaced file of the same size and time would be served from the cache).
-  config.input_digests = fingerprint.input_digests(split_files, FLAGS.cache_dir,
-                                                   dataset=spec.dataset, canonical=canonical)
-  return spec, config, split_files
+  inputs = RunInputs(
+      split_files=split_files,
+      row_ranges=factory.row_ranges(
+          spec, canonical, {split: (getattr(FLAGS, f'{split}_start', None),
+                                    getattr(FLAGS, f'{split}_count', None))
+                            for split in split_files}, base=resolved.row_ranges),
+      # Content digests of the raw inputs, in the ExampleGen's cache key (size and mtime are
+      # not enough: a replaced file of the same size and time would be served from the cache).
+      input_digests=fingerprint.input_digests(split_files, FLAGS.cache_dir,
+                                              dataset=spec.dataset, canonical=canonical),
+      transform_files=_side_files(spec.transform_files),
+      example_gen_files=_side_files(spec.example_gen_files),
+      data_notice=(f'{resolved.fallback.missing} is missing: {resolved.fallback.notice}'
+                   if resolved.fallback else None),
+      reduced_data=bool(resolved.fallback) or FLAGS.sample)
+  return spec, config, inputs

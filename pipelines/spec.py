@@ -264,8 +264,10 @@ class ModelSpec:
     reduced_data_evaluation: the evaluation (blessing) of a run on the dataset's documented
       fallback or sample, where the canonical bar cannot apply (ImageNet's 100-image sample);
       None: `evaluation` for every data size.
-    pretrained_evaluation: the evaluation of a run that starts from a pretrained checkpoint (the
-      `init_checkpoint` hyperparameter: BERT); None: `evaluation`.
+    pretrained_evaluation: the evaluation of a run that starts from a pretrained checkpoint:
+      one whose `pretrained_hparam` is set; None: `evaluation`.
+    pretrained_hparam: the hyperparameter that names a pretrained checkpoint (BERT's
+      `init_checkpoint`), whose being set selects `pretrained_evaluation`.
     transform_files: preprocessing_fn setting -> (registered dataset, file name) of a file the
       Transform reads (BERT's WordPiece vocabulary); resolved and verified like the data, and
       passed to the preprocessing_fn in its `custom_config`. `--<setting>` (a string flag)
@@ -298,6 +300,7 @@ class ModelSpec:
   serving_op_modules: Tuple[str, ...] = ()
   reduced_data_evaluation: Optional[EvalSpec] = None
   pretrained_evaluation: Optional[EvalSpec] = None
+  pretrained_hparam: Optional[str] = None
   transform_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
       default_factory=dict)
   example_gen_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
@@ -332,11 +335,13 @@ class ModelSpec:
   def default_model_type(self) -> str:
     return self.model_types[0]
 
-  def evaluation_for(self, reduced_data: bool = False, pretrained: bool = False) -> EvalSpec:
-    """The evaluation of a run on the canonical data or on a fallback or sample, trained from
-    scratch or from a pretrained checkpoint."""
+  def evaluation_for(self, reduced_data: bool = False,
+                     hparams: Optional[Mapping[str, Any]] = None) -> EvalSpec:
+    """The evaluation of a run on the canonical data or on a fallback or sample (`reduced_data`),
+    trained from scratch or from a pretrained checkpoint (`hparams[pretrained_hparam]` set)."""
     if reduced_data and self.reduced_data_evaluation:
       return self.reduced_data_evaluation
+    pretrained = bool(self.pretrained_hparam and (hparams or {}).get(self.pretrained_hparam))
     if pretrained and self.pretrained_evaluation:
       return self.pretrained_evaluation
     return self.evaluation

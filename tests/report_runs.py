@@ -19,7 +19,7 @@ import tempfile
 from typing import Any, Dict, List, Tuple
 
 from pipelines import runner, spec as spec_lib
-from pipelines.factory import RunConfig
+from pipelines.factory import RunConfig, RunInputs
 from preprocessing import datasets
 
 ROWS = {'train': (0, 600), 'eval': (0, 300)}
@@ -53,8 +53,10 @@ def two_census_runs(data_root: str) -> Tuple[str, List[Dict[str, Any]]]:
     try:
       for model_type, steps, bar in RUNS:
         config = RunConfig(output_dir=output_dir, model_type=model_type, train_steps=steps,
-                           batch_size=64, row_ranges=dict(ROWS))
-        summaries.append(runner.run(census_spec(bar), config, files, progress=False))
+                           batch_size=64)
+        summaries.append(runner.run(census_spec(bar), config,
+                                    RunInputs(split_files=files, row_ranges=dict(ROWS)),
+                                    progress=False))
     except Exception as e:
       _BUILT['error'] = runner.error_message(e)
       raise

@@ -37,11 +37,12 @@ def census_files(tmp_path):
   return paths
 
 
-def _summary_of(config, path):
-  """What the runner writes about a run's settings, as a run_summary.json at `path`."""
+def _summary_of(config, inputs, path):
+  """What the runner writes about a run's settings and inputs, as a run_summary.json at `path`."""
   spec = spec_lib.get('census')
   resolved = runner.settings(spec, config, factory.trainer_config(spec, config))
-  path.write_text(json.dumps({'model': 'census', 'stages': [], 'config': resolved}))
+  path.write_text(json.dumps({'model': 'census', 'stages': [], 'config': resolved,
+                              'inputs': inputs.to_json()}))
   return resolved
 
 
@@ -55,17 +56,20 @@ def test_a_summary_replays_to_the_same_resolved_settings(parse, tmp_path, census
   parse('--output_dir', str(tmp_path / 'first'), f'--train_data={train}', f'--eval_data={eval_}',
         '--model_type=wide', '--train_count=30', '--eval_start=5', '--learning_rate=0.01',
         '--hparams={"hidden_units": [16, 8]}', '--max_malformed_fraction=0.2')
-  _, first, _ = settings.build_run('census')
+  _, first, first_inputs = settings.build_run('census')
   assert first.hparams['learning_rate'] == 0.01 and first.hparams['hidden_units'] == [16, 8]
   assert first.train_steps == spec_lib.get('census').train_steps  # every default resolved
-  recorded = _summary_of(first, tmp_path / 'run_summary.json')
+  assert first_inputs.row_ranges == {'train': (0, 30), 'eval': (5, None)}
+  recorded = _summary_of(first, first_inputs, tmp_path / 'run_summary.json')
 
   parse('--output_dir', str(tmp_path / 'second'), f'--config={tmp_path / "run_summary.json"}')
   applied = settings.apply_config_file('census')
   assert applied['model_type'] == 'wide' and applied['train_count'] == 30
-  _, second, files = settings.build_run('census')
-  assert files == {'train': train, 'eval': eval_}
-  replayed = _summary_of(second, tmp_path / 'replayed.json')
+  _, second, inputs = settings.build_run('census')
+  assert inputs.split_files == {'train': train, 'eval': eval_}
+  assert inputs.row_ranges == first_inputs.row_ranges
+  assert inputs.input_digests == first_inputs.input_digests and len(inputs.input_digests) == 2
+  replayed = _summary_of(second, inputs, tmp_path / 'replayed.json')
   assert _settings_without_places(replayed) == _settings_without_places(recorded)
   assert second.output_dir == str(tmp_path / 'second')
   # The same settings build the same Trainer, so a replay into the first run's output directory
@@ -79,8 +83,8 @@ def test_the_command_line_overrides_the_file(parse, tmp_path, census_files):
   train, eval_ = census_files
   parse('--output_dir', str(tmp_path / 'first'), f'--train_data={train}', f'--eval_data={eval_}',
         '--train_steps=40', '--batch_size=16')
-  _, first, _ = settings.build_run('census')
-  _summary_of(first, tmp_path / 'run_summary.json')
+  _, first, first_inputs = settings.build_run('census')
+  _summary_of(first, first_inputs, tmp_path / 'run_summary.json')
   parse('--output_dir', str(tmp_path / 'second'), f'--config={tmp_path / "run_summary.json"}',
         '--train_steps=7', '--learning_rate=0.5')
   applied = settings.apply_config_file('census')

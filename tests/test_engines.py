@@ -1,6 +1,7 @@
 """The same census pipeline on the other engines: the `tfx` CLI (local and beam engines), Airflow
 (`airflow dags test` on SQLite) and Kubeflow Pipelines v2 / Vertex (compiled and validated)."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -132,11 +133,12 @@ def _remote_run(name, tmp_path):
   config = RunConfig(output_dir=str(tmp_path / name), remote_root=f'gs://my-bucket/{name}/root')
   files = {split: f'gs://my-bucket/data/{spec.dataset.directory}/{file}'
            for split, file in spec.dataset.splits.items()}
+  side_files = {}
   if spec.example_gen_files:  # imagenet's label order: any 1,000 distinct wnids build the spec
     synsets = tmp_path / 'synsets.txt'
     synsets.write_text(''.join(f'n{i:08d}\n' for i in range(1000)))
-    config.example_gen_files = {setting: str(synsets) for setting in spec.example_gen_files}
-  return spec, config, files
+    side_files = {setting: str(synsets) for setting in spec.example_gen_files}
+  return spec, config, factory.RunInputs(split_files=files, example_gen_files=side_files)
 
 
 @pytest.mark.parametrize('name', spec_lib.names())
@@ -174,11 +176,10 @@ def test_every_pipeline_compiles_to_a_valid_kfp_v2_spec(name, tmp_path):
 
 
 def test_kubeflow_needs_remote_data_root_and_push_destination(tmp_path):
-  spec, config, files = _remote_run('census', tmp_path)
-  files['eval'] = '/local/adult.test'
-  config.remote_root = None
+  spec, config, inputs = _remote_run('census', tmp_path)
+  files = {**inputs.split_files, 'eval': '/local/adult.test'}
   with pytest.raises(engines.EngineConfigError) as e:
-    engines.kubeflow_v2_config(spec, config, files)
+    engines.kubeflow_v2_config(spec, dataclasses.replace(config, remote_root=None), files)
   assert "--eval_data must be a remote URI (gs://...), not '/local/adult.test'" in str(e.value)
   assert '--pipeline_root must be a remote URI' in str(e.value)
 

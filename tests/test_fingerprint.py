@@ -214,10 +214,11 @@ def test_input_digests_include_a_registered_companion(tmp_path, data_root):
                                    dataset=mnist.DATASET) != first
 
 
-def _census_pipeline(tmp_path, **config):
+def _census_pipeline(tmp_path, **inputs):
   files = {'train': str(tmp_path / 'adult.data'), 'eval': str(tmp_path / 'adult.test')}
   return factory.create_pipeline(spec_lib.get('census'),
-                                 RunConfig(output_dir=str(tmp_path / 'out'), **config), files)
+                                 RunConfig(output_dir=str(tmp_path / 'out')),
+                                 factory.RunInputs(split_files=files, **inputs))
 
 
 def test_every_project_component_carries_its_fingerprint_into_the_compiled_pipeline(tmp_path):

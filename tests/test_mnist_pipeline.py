@@ -14,7 +14,7 @@ import tensorflow as tf
 from components import idx_example_gen as idx
 from components.text_example_gen import to_example
 from pipelines import runner, spec as spec_lib
-from pipelines.factory import RunConfig
+from pipelines.factory import RunConfig, RunInputs
 from preprocessing import datasets, mnist
 from tests import helpers
 
@@ -32,9 +32,9 @@ def mnist_files(data_root):
 
 @pytest.fixture(scope='module')
 def mnist_run(tmp_path_factory, mnist_files):
-  config = RunConfig(output_dir=str(tmp_path_factory.mktemp('mnist')),
-                     row_ranges=dict(mnist.DATASET.fallback.row_ranges))
-  return config, runner.run(spec_lib.get('mnist'), config, mnist_files, progress=False)
+  config = RunConfig(output_dir=str(tmp_path_factory.mktemp('mnist')))
+  inputs = RunInputs(split_files=mnist_files, row_ranges=dict(mnist.DATASET.fallback.row_ranges))
+  return config, runner.run(spec_lib.get('mnist'), config, inputs, progress=False)
 
 
 @pytest.mark.slow  # minutes on 2 cores; the fast tier runs this pipeline on synthetic files (`-m slow` runs it)

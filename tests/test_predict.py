@@ -18,7 +18,7 @@ import pytest
 from pipelines import predict
 from pipelines import runner
 from pipelines import spec as spec_lib
-from pipelines.factory import RunConfig
+from pipelines.factory import RunConfig, RunInputs
 from preprocessing import datasets
 from tests import helpers
 
@@ -149,9 +149,10 @@ def census_model(tmp_path_factory, data_root):
   returns (run summary, output dir, SavedModel): the pushed model, or the Trainer's when the
   run was not blessed at that size."""
   files = datasets.resolve_splits(spec_lib.get('census').dataset, data_root=data_root)
-  config = RunConfig(output_dir=str(tmp_path_factory.mktemp('census_predict')), train_steps=200,
-                     row_ranges={'train': (0, 3000)})
-  summary = runner.run(spec_lib.get('census'), config, files, progress=False)
+  config = RunConfig(output_dir=str(tmp_path_factory.mktemp('census_predict')), train_steps=200)
+  summary = runner.run(spec_lib.get('census'), config,
+                       RunInputs(split_files=files, row_ranges={'train': (0, 3000)}),
+                       progress=False)
   assert summary['error'] is None
   assert summary['metrics']['example_count'] == ADULT_TEST_ROWS
   model = summary['pushed_model'] or glob.glob(os.path.join(

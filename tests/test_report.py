@@ -179,6 +179,9 @@ def test_numbers_shown_are_the_run_summarys(written):
       assert cells[('slice-table', slice_name, metric)] == report_svg.fmt(value), (slice_name,
                                                                                    metric)
   assert 'eval: 299 examples' in page and 'train: 600 examples' in page
+  for split in ('train', 'eval'):  # the data files' content digests, as the summary records them
+    assert re.fullmatch('[0-9a-f]{64}', summary['data'][split]['sha256'])
+    assert summary['data'][split]['sha256'] in page
 
 
 @pytest.mark.e2e

@@ -342,10 +342,10 @@ def test_census_run_records_the_infra_blessing_and_pushes_a_model_that_serves(tm
   census = spec_lib.get('census')
   spec = dataclasses.replace(census, evaluation=dataclasses.replace(
       census.evaluation, thresholds=(spec_lib.Threshold('binary_accuracy', lower_bound=0.6),)))
-  config = factory.RunConfig(output_dir=str(tmp_path), train_steps=100,
-                             row_ranges={'train': (0, 4000), 'eval': (0, 1000)})
+  config = factory.RunConfig(output_dir=str(tmp_path), train_steps=100)
   files = datasets.resolve_splits(census.dataset, data_root=data_root)
-  summary = runner.run(spec, config, files, progress=False)
+  summary = runner.run(spec, config, factory.RunInputs(
+      split_files=files, row_ranges={'train': (0, 4000), 'eval': (0, 1000)}), progress=False)
   assert summary['error'] is None and summary['blessed'] is True, summary
   names = [s['name'] for s in summary['stages']]
   assert names.index('Evaluator') < names.index('ServingCheck') < names.index('Pusher')

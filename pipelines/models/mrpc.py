@@ -50,6 +50,7 @@ SPEC = spec.register(spec.ModelSpec(
     # From a Google checkpoint: the seed's MRPC range is 0.84-0.88 accuracy (design.md); Devlin et
     # al. 2019 report F1 88.9 for BERT-Base on the GLUE test set. Bar: 0.84 and 0.88, no regression.
     pretrained_evaluation=_evaluation(accuracy=0.84, f1=0.88, no_regression=True),
+    pretrained_hparam='init_checkpoint',
     description='BERT (Tiny from scratch, or a Google checkpoint) on GLUE MRPC paraphrases',
     model_ops_module='tensorflow_text',
     serving_op_modules=('tensorflow_text',),
