@@ -81,3 +81,25 @@ def test_off_a_terminal_the_same_run_prints_plain_lines(tmp_path):
   assert result.returncode == 1
   assert '\x1b[' not in result.stdout + result.stderr
   assert re.search(r'^\[ ?\d+/\d+\] TextLineExampleGen FAILED', result.stdout, re.M), result.stdout
+
+
+def test_a_run_on_a_terminal_shows_the_trainers_steps_and_loss_as_it_trains(tmp_path):
+  from tests import synthetic  # pylint: disable=import-outside-toplevel
+  files = synthetic.census_files(str(tmp_path), {'train': 400, 'eval': 200})
+  out = tmp_path / 'out'
+  status, screen = _run_in_pty(['run', 'census', f'--train_data={files["train"]}',
+                                f'--eval_data={files["eval"]}', f'--output_dir={out}',
+                                '--train_steps=3000', '--batch_size=32'])
+  plain = re.sub(r'\x1b\[[0-9;?]*[A-Za-z]', '', screen)
+  assert status == 0, plain[-3000:]
+  # The live block under the table, redrawn as training goes: `step N/3000`, a bar, `P%`, then
+  # `loss L  R steps/s  ETA ...`. Several different steps were drawn, each with its loss.
+  drawn = [(int(step), float(loss)) for step, loss in re.findall(
+      r'Trainer\s+step (\d+)/3000[^\n]*\n\s*loss (\d+\.\d{4})', plain)]
+  steps = sorted({step for step, _ in drawn})
+  assert len(steps) >= 2 and steps[0] < 3000 and steps[-1] == 3000, drawn
+  losses = [loss for _, loss in sorted(drawn)]
+  assert all(0 <= loss < 10 for loss in losses) and losses[0] > losses[-1], drawn  # it learns
+  final = plain[plain.rindex('Stage'):]
+  assert re.search(r'^\s*8/11\s+Trainer\s+done\s+[\d.]+ s', final, re.M), final
+  assert 'Traceback' not in plain
