@@ -8,14 +8,14 @@ Trainer with a `module_file` (benchmarks/plain_tfx_census_module.py: z-scores, v
 100-75-50-25 DNN with embeddings, 2,000 steps of 256), Evaluator with BinaryAccuracy >= 0.8, and a
 filesystem Pusher.
 
-  .venv/bin/python benchmarks/plain_tfx_census.py --data_root=../shared/data [--json=FILE]
+  .venv/bin/python benchmarks/plain_tfx_census.py --data_root=../shared/data [--scale=N]
+      [--json=FILE]
 
 `benchmarks/census.py --plain_tfx` runs this right after its own run and compares the two.
+`--scale=N` writes each split's rows N times (the UCI file repeated whole), as census.py's.
 """
 
-import time
-
-PROCESS_START = time.time()
+import common  # benchmarks/common.py, beside this script; first: it starts the clock
 
 import csv  # pylint: disable=g-import-not-at-top,wrong-import-position
 import gzip
@@ -23,11 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
-
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-warnings.filterwarnings('ignore', category=FutureWarning)
+import time
 
 import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
 from absl import app, flags, logging
@@ -39,20 +35,23 @@ from preprocessing import census, datasets
 FLAGS = flags.FLAGS
 flags.DEFINE_string('data_root', None, 'Data root (default $OFFICIAL_TFX_DATA_ROOT).')
 flags.DEFINE_string('json', None, 'Also write the figures to this JSON file.')
+flags.DEFINE_integer('scale', 1, 'Write each split\'s rows this many times.', lower_bound=1)
 MODULE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            'plain_tfx_census_module.py')
 
 
-def _write_csv(source: str, destination: str) -> None:
-  """UCI raw file -> headered CSV with the label as 0/1 (the preparation CsvExampleGen needs)."""
+def _write_csv(source: str, destination: str, scale: int = 1) -> None:
+  """UCI raw file -> headered CSV with the label as 0/1 (the preparation CsvExampleGen needs),
+  its rows written `scale` times (the file repeated whole)."""
   os.makedirs(os.path.dirname(destination))
   columns = [c if c != census.LABEL_KEY else 'label' for c in census.COLUMNS]
-  with gzip.open(source, 'rt') as f, open(destination, 'w', newline='') as out:
+  with gzip.open(source, 'rt') as f:
+    rows = [row for row in (census.parse_line(line.rstrip('\n')) for line in f) if row]
+  with open(destination, 'w', newline='') as out:
     writer = csv.writer(out)
     writer.writerow(columns)
-    for line in f:
-      row = census.parse_line(line.rstrip('\n'))
-      if row:
+    for _ in range(scale):
+      for row in rows:
         writer.writerow(['' if row[c] is None else row[c] for c in census.COLUMNS])
 
 
@@ -62,7 +61,7 @@ def main(_):
   work = tempfile.mkdtemp(prefix='plain-tfx-census-')
   try:
     for split, path in files.items():
-      _write_csv(path, os.path.join(work, 'data', split, f'{split}.csv'))
+      _write_csv(path, os.path.join(work, 'data', split, f'{split}.csv'), FLAGS.scale)
     example_gen = tfx.components.CsvExampleGen(
         input_base=os.path.join(work, 'data'),
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name='train', pattern='train/*'),
@@ -98,24 +97,28 @@ def main(_):
                     evaluator, pusher],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
     since, started = metadata.now_ms(), time.time()
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    with common.PeakMemory() as memory:
+      tfx.orchestration.LocalDagRunner().run(pipeline)
     wall = time.time() - started
     summary = metadata.summarize(metadata.open_store(db), 'plain_census', since,
                                  {'accuracy': 'binary_accuracy'})
+    stage_peaks = common.stage_peak_memory(memory, db, 'plain_census', since)
   finally:
     shutil.rmtree(work, ignore_errors=True)
-  process = time.time() - PROCESS_START
-  print('plain TFX census (penguin-style), 2000 steps x 256')
+  process = time.time() - common.PROCESS_START
+  print(f'plain TFX census (penguin-style), x{FLAGS.scale}, 2000 steps x 256')
   for stage in summary['stages']:
     print(f'{stage["name"]:32s} {stage["seconds"]:8.1f}')
   print(f'{"pipeline (LocalDagRunner)":32s} {wall:8.1f}')
   print(f'{"whole process, imports included":32s} {process:8.1f}')
-  print(f'accuracy {summary["metrics"]["accuracy"]:.4f}, blessed {summary["blessed"]}')
+  print(f'accuracy {summary["metrics"]["accuracy"]:.4f}, blessed {summary["blessed"]}; '
+        f'peak RSS {memory.peak_mb()} MB')
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:
       json.dump({'stages': summary['stages'],
                  'pipeline_seconds': round(wall, 1), 'process_seconds': round(process, 1),
-                 'accuracy': summary['metrics']['accuracy'], 'blessed': summary['blessed']},
+                 'accuracy': summary['metrics']['accuracy'], 'blessed': summary['blessed'],
+                 'peak_rss_mb': memory.peak_mb(), 'stage_peak_rss_mb': stage_peaks},
                 f, indent=2)
 
 

@@ -47,12 +47,15 @@ def open_store(path: str, readonly: bool = True) -> mlmd.MetadataStore:
 
 @dataclasses.dataclass
 class Stage:
-  """One component execution of a run: its node id, seconds, cache hit and MLMD ids."""
+  """One component execution of a run: its node id, seconds, cache hit and MLMD ids, and its
+  start and last update in ms since the epoch (MLMD's create and last-update times)."""
   name: str
   seconds: float
   cached: bool
   state: str
   execution_id: int
+  started_ms: int = 0
+  ended_ms: int = 0
 
 
 def stages_since(store: mlmd.MetadataStore, pipeline_name: str, since_ms: int) -> List[Stage]:
@@ -68,7 +71,9 @@ def stages_since(store: mlmd.MetadataStore, pipeline_name: str, since_ms: int) -
     seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
     stages.append(Stage(name=node[len(pipeline_name) + 1:], seconds=round(seconds, 3),
                         cached=execution.last_known_state == metadata_store_pb2.Execution.CACHED,
-                        state=state, execution_id=execution.id))
+                        state=state, execution_id=execution.id,
+                        started_ms=execution.create_time_since_epoch,
+                        ended_ms=execution.last_update_time_since_epoch))
   return stages
 
 
