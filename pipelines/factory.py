@@ -57,6 +57,9 @@ class RunConfig:
       (a gs:// path for Dataflow); ML Metadata, logs and the run summary stay in output_dir.
     serving_model_dir: the Pusher's filesystem destination; default `<output_dir>/serving_model`.
     mixed_precision: None, `float16` or `bfloat16` (see model_fns.trainer.TrainerConfig).
+    transform_settings: values for the preprocessing_fn's `custom_config` beside its resolved
+      files (`RunInputs.transform_files`), e.g. wmt's {'vocab_size': 8000}; see the model's
+      preprocessing_fn for the keys it reads.
     command_line: the flags the user gave ({name: parsed value}); recorded in the run summary so
       that `--config` replays the run's data and engine choices as well as its resolved settings.
   """
@@ -76,6 +79,7 @@ class RunConfig:
   remote_root: Optional[str] = None
   serving_model_dir: Optional[str] = None
   mixed_precision: Optional[str] = None
+  transform_settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
   command_line: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -363,7 +367,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
         force_tf_compat_v1=spec.transform_tf_compat_v1,
         disable_statistics=not config.transform_statistics,
         disable_analyzer_cache=not config.transform_analyzer_cache,
-        custom_config=dict(inputs.transform_files) or None)
+        custom_config={**config.transform_settings, **inputs.transform_files} or None)
     transform.add_upstream_node(anomalies_gate)
     training_inputs = {'examples': transform.outputs['transformed_examples'],
                        'transform_graph': transform.outputs['transform_graph']}

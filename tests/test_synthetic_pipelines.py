@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import report, report_svg, runner, spec as spec_lib
-from pipelines.factory import RunConfig
+from pipelines.factory import RunConfig, RunInputs
 from pipelines.models import imagenet as imagenet_model
 from preprocessing import imagenet, mrpc
 from tests import synthetic
@@ -36,7 +36,7 @@ WMT = {'train_pairs': 300, 'eval_pairs': 20}
 
 
 def _files(model: str, folder: str) -> Tuple[Dict[str, str], Dict[str, Any]]:
-  """({split: raw file} in the model's canonical layout, the RunConfig fields of its side files)."""
+  """({split: raw file} in the model's canonical layout, the RunInputs fields of its side files)."""
   if model == 'census':
     return synthetic.census_files(folder, ROWS[model]), {}
   if model == 'cifar10':
@@ -51,9 +51,9 @@ def _files(model: str, folder: str) -> Tuple[Dict[str, str], Dict[str, Any]]:
     return synthetic.movielens_files(folder), {}
   if model == 'mrpc':  # the WordPiece vocabulary is the Transform's side file (`--vocab_file`)
     files = synthetic.mrpc_files(folder, ROWS[model])
-    return files, {'transform_config': {mrpc.VOCAB_FILE_KEY: synthetic.bert_vocab(folder)}}
+    return files, {'transform_files': {mrpc.VOCAB_FILE_KEY: synthetic.bert_vocab(folder)}}
   if model == 'wmt':  # the Transform trains the SentencePiece model: a small one here
-    return synthetic.wmt_files(folder, **WMT), {'transform_config': {'vocab_size': 200}}
+    return synthetic.wmt_files(folder, **WMT), {}
   return synthetic.mnist_files(folder, ROWS[model]), {}
 
 
@@ -75,7 +75,7 @@ SETTINGS = {  # a handful of steps (higgs: a few trees; movielens: one epoch), s
     'mnist': {'train_steps': 10, 'batch_size': 32},
     'mrpc': {'train_steps': 10, 'batch_size': 16},  # BERT-Tiny from scratch
     # Batches of 256 tokens; a short beam search for the Evaluator's BLEU.
-    'wmt': {'train_steps': 10, 'batch_size': 256,
+    'wmt': {'train_steps': 10, 'batch_size': 256, 'transform_settings': {'vocab_size': 200},
             'hparams': {'beam_size': 2, 'extra_decode_length': 5, 'warmup_steps': 10}},
 }
 MODEL_TYPES = {'cifar10': 'resnet20'}  # the others run their spec's default model type
@@ -91,9 +91,10 @@ def synthetic_run(tmp_path_factory):
       folder = tmp_path_factory.mktemp(f'{model}_raw')
       files, side_files = _files(model, str(folder))
       config = RunConfig(output_dir=str(tmp_path_factory.mktemp(f'{model}_out')),
-                         **SETTINGS[model], **side_files)
+                         **SETTINGS[model])
+      inputs = RunInputs(split_files=files, **side_files)
       try:
-        _RUNS[model] = (config, runner.run(spec_lib.get(model), config, files, progress=False))
+        _RUNS[model] = (config, runner.run(spec_lib.get(model), config, inputs, progress=False))
       except Exception as e:  # a failed run fails its other tests without running again
         _RUNS[model] = e
         raise
@@ -213,9 +214,11 @@ def test_report_shows_the_run_summarys_numbers_and_fetches_nothing(model, synthe
     assert f'id="pushed-path">{summary["pushed_model"]}<' in page
   else:
     assert 'Nothing was pushed' in page and 'id="pushed-path"' not in page
-  # The examples of each split.
+  # Each split's file, its content digest and its examples.
   for split, data in summary['data'].items():
+    assert re.fullmatch('[0-9a-f]{64}', data['sha256']), data
     if data['examples'] is not None:
-      assert re.search(rf'<td>{split}</td><td class="path">[^<]*</td><td>[^<]*</td>\s*'
+      assert re.search(rf'<td>{split}</td><td class="path">[^<]*</td>\s*'
+                       rf'<td class="path">{data["sha256"]}</td><td>[^<]*</td>\s*'
                        rf'<td class="num">{re.escape(report_svg.fmt(data["examples"]))}</td>',
                        page), split
