@@ -83,8 +83,13 @@ def labels_path(images_path: str) -> str:
                        f'{", ".join(candidates)}')
 
 
-def _read_bytes(path: str) -> bytes:
-  """The file's bytes, gunzipped when its name ends in .gz (read through Beam's FileSystems)."""
+def read_idx_bytes(path: str) -> bytes:
+  """The file's bytes, gunzipped when its name ends in .gz (read through Beam's FileSystems).
+
+  Raises:
+    IdxFormatError: a `.gz` file that does not gunzip.
+    OSError: the file cannot be read.
+  """
   with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     data = f.read()
   if path.endswith('.gz'):
@@ -111,6 +116,37 @@ def parse_idx(data: bytes, path: str, magic: int) -> np.ndarray:
       record it ends in) or bytes after the last record.
   """
   what = 'images' if magic == IMAGES_MAGIC else 'labels'
+  dims, header = read_idx_header(data, path, magic)
+  record = int(np.prod(dims[1:], dtype=np.int64)) if len(dims) > 1 else 1
+  count = dims[0]
+  payload = len(data) - header
+  if payload < count * record:
+    raise IdxFormatError(
+        f'{path}: truncated: the header announces {count} {what} of {record} byte(s) but the '
+        f'file ends inside record {payload // record} (index from 0; {payload} data bytes, '
+        f'expected {count * record})')
+  if payload > count * record:
+    raise IdxFormatError(f'{path}: {payload - count * record} bytes after the last of the '
+                         f'{count} {what} the header announces')
+  return np.frombuffer(data, np.uint8, count * record, header).reshape(dims)
+
+
+def read_idx_header(data: bytes, path: str, magic: int) -> Tuple[Tuple[int, ...], int]:
+  """The header of a uint8 IDX file: (dimensions, offset of the first record in `data`).
+
+  Args:
+    data: the uncompressed file (its first 4 + 4 * dimensions bytes suffice).
+    path: the file name, for messages.
+    magic: the expected magic number: IMAGES_MAGIC (3 dimensions) or LABELS_MAGIC (1).
+
+  Returns:
+    ((count,) for labels or (count, rows, columns) for images, 8 or 16).
+
+  Raises:
+    IdxFormatError: fewer than 4 bytes, a wrong magic number, a truncated header or a zero
+      dimension after the count.
+  """
+  what = 'images' if magic == IMAGES_MAGIC else 'labels'
   if len(data) < 4:
     raise IdxFormatError(f'{path}: {len(data)} bytes: too short for an IDX header')
   (actual,) = struct.unpack('>I', data[:4])
@@ -125,18 +161,7 @@ def parse_idx(data: bytes, path: str, magic: int) -> np.ndarray:
   dims = struct.unpack(f'>{ndim}I', data[4:header])
   if 0 in dims[1:]:
     raise IdxFormatError(f'{path}: a zero dimension in the header {dims}')
-  record = int(np.prod(dims[1:], dtype=np.int64)) if ndim > 1 else 1
-  count = dims[0]
-  payload = len(data) - header
-  if payload < count * record:
-    raise IdxFormatError(
-        f'{path}: truncated: the header announces {count} {what} of {record} byte(s) but the '
-        f'file ends inside record {payload // record} (index from 0; {payload} data bytes, '
-        f'expected {count * record})')
-  if payload > count * record:
-    raise IdxFormatError(f'{path}: {payload - count * record} bytes after the last of the '
-                         f'{count} {what} the header announces')
-  return np.frombuffer(data, np.uint8, count * record, header).reshape(dims)
+  return tuple(dims), header
 
 
 def read_idx_pair(images_file: str, labels_file: str, first_row: int = 0,
@@ -150,8 +175,8 @@ def read_idx_pair(images_file: str, labels_file: str, first_row: int = 0,
     IdxFormatError: see `parse_idx`; the files hold different numbers of records; the range
       reaches past their end.
   """
-  images = parse_idx(_read_bytes(images_file), images_file, IMAGES_MAGIC)
-  labels = parse_idx(_read_bytes(labels_file), labels_file, LABELS_MAGIC)
+  images = parse_idx(read_idx_bytes(images_file), images_file, IMAGES_MAGIC)
+  labels = parse_idx(read_idx_bytes(labels_file), labels_file, LABELS_MAGIC)
   if len(images) != len(labels):
     raise IdxFormatError(f'count mismatch: {images_file} holds {len(images)} images but '
                          f'{labels_file} holds {len(labels)} labels')

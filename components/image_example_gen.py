@@ -48,7 +48,7 @@ import pickle
 import posixpath
 import re
 import tarfile
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -81,8 +81,9 @@ def _join(base: str, *parts: str) -> str:
   return FileSystems.join(base, *parts)
 
 
-def _listdir(folder: str) -> List[str]:
-  """Paths of the entries directly under `folder`, sorted (files and, locally, folders)."""
+def list_folder(folder: str) -> List[str]:
+  """Paths of the entries directly under `folder`, sorted (files and, locally, folders); the
+  folder's name is taken literally (glob characters escaped)."""
   return match_paths(_join(escape_glob(folder), '*'))
 
 
@@ -97,13 +98,14 @@ def _has_subfolders(folder: str) -> bool:
                                limits=[1])[0].metadata_list)
 
 
-def _is_folder(path: str) -> bool:
+def is_folder(path: str) -> bool:
+  """Whether `path` is a folder (remote: a prefix with at least one file under it)."""
   if '://' not in path:
     return os.path.isdir(path)
   return bool(FileSystems.match([_join(escape_glob(path), '*')], limits=[1])[0].metadata_list)
 
 
-def _class_folders(folder: str, class_names: Sequence[str]) -> List[Tuple[str, int]]:
+def class_folders(folder: str, class_names: Sequence[str]) -> List[Tuple[str, int]]:
   """(class folder path, label) of every subfolder of `folder`.
 
   Raises:
@@ -163,7 +165,7 @@ def labelled_files(folder: str, labels_file: str,
   """
   index = {name: i for i, name in enumerate(class_names)}
   names, _ = read_label_names(labels_file)
-  images = [path for path in _listdir(folder) if not _is_folder(path)]
+  images = [path for path in list_folder(folder) if not is_folder(path)]
   if len(images) != len(names):
     raise ImageDataError(f'{labels_file} has {len(names)} labels but {folder} holds '
                          f'{len(images)} images: one label per image, in sorted file order')
@@ -177,7 +179,7 @@ def labelled_files(folder: str, labels_file: str,
 
 def _list_class_folder(element: Tuple[str, int]) -> Iterable[Tuple[str, int]]:
   folder, label = element
-  for path in _listdir(folder):
+  for path in list_folder(folder):
     yield path, label
 
 
@@ -260,24 +262,41 @@ def read_cifar_batches(archive: str, member_glob: str) -> List[Tuple[str, np.nda
       raise ImageDataError(f'{archive}: no member matches {member_glob!r} (the CIFAR-10 python '
                            'archive holds cifar-10-batches-py/data_batch_1..5 and test_batch)')
     for member in members:
-      where = f'{archive}: member {member.name}'
-      try:
-        batch = _RestrictedUnpickler(tar.extractfile(member), encoding='bytes').load()
-        data = np.asarray(batch[b'data'])
-        labels = np.asarray(batch[b'labels'])
-      except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError,
-              ValueError) as e:
-        raise ImageDataError(f'{where}: not a CIFAR python batch (a pickled dict with b"data" '
-                             f'and b"labels"): {e}') from e
-      size = int(np.prod(CIFAR_IMAGE_SHAPE))
-      if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
-        raise ImageDataError(f'{where}: data is {data.dtype} {list(data.shape)}, expected uint8 '
-                             f'[N, {size}] (3 planes of 32x32)')
-      if labels.shape != (len(data),):
-        raise ImageDataError(f'{where}: {labels.size} labels for {len(data)} images')
-      images = data.reshape((-1,) + CIFAR_IMAGE_SHAPE).transpose(0, 2, 3, 1)
+      images, labels = parse_cifar_batch(tar.extractfile(member),
+                                         f'{archive}: member {member.name}')
       batches.append((member.name, images, labels))
   return batches
+
+
+def parse_cifar_batch(file: BinaryIO, where: str) -> Tuple[np.ndarray, np.ndarray]:
+  """One CIFAR python batch (`test_batch`, `data_batch_1`, ...: a pickled dict with b"data" and
+  b"labels"), unpickled by an unpickler that admits numpy arrays only.
+
+  Args:
+    file: the batch's bytes (an archive member or an extracted file).
+    where: the batch's name in messages (`archive: member m`, or the file's path).
+
+  Returns:
+    (uint8 [N, 32, 32, 3] images, int [N] labels).
+
+  Raises:
+    ImageDataError: not a pickled batch of the canonical form, naming `where`.
+  """
+  try:
+    batch = _RestrictedUnpickler(file, encoding='bytes').load()
+    data = np.asarray(batch[b'data'])
+    labels = np.asarray(batch[b'labels'])
+  except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError,
+          ValueError) as e:
+    raise ImageDataError(f'{where}: not a CIFAR python batch (a pickled dict with b"data" '
+                         f'and b"labels"): {e}') from e
+  size = int(np.prod(CIFAR_IMAGE_SHAPE))
+  if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
+    raise ImageDataError(f'{where}: data is {data.dtype} {list(data.shape)}, expected uint8 '
+                         f'[N, {size}] (3 planes of 32x32)')
+  if labels.shape != (len(data),):
+    raise ImageDataError(f'{where}: {labels.size} labels for {len(data)} images')
+  return data.reshape((-1,) + CIFAR_IMAGE_SHAPE).transpose(0, 2, 3, 1), labels
 
 
 def _cifar_chunks(element: Tuple[str, str, int, Optional[int]],
@@ -375,7 +394,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
       files_with_labels = pipeline | 'Folder' >> beam.Create([path]) | 'List' >> beam.FlatMap(
           lambda folder: labelled_files(folder, labels_file, class_names))
     else:
-      folders = _class_folders(path, class_names)
+      folders = class_folders(path, class_names)
       logging.info('Split %s: %d class folders in %s', split, len(folders), path)
       files_with_labels = (pipeline | 'ClassFolders' >> beam.Create(folders)
                            | 'List' >> beam.FlatMap(_list_class_folder))

@@ -4,22 +4,29 @@
       [--output_dir ./output/census | --model_dir DIR] [--output_format=jsonl|csv]
       [--beam_runner=...]
 
-The input is the model's canonical line format (census UCI lines, HIGGS CSV, MRPC TSV), or for
-wmt English text, one sentence a line (the spec's `predict_line_parser`): the files matching `--input` are read
-with Beam and every line goes through the spec's line parser, as TextLineExampleGen does (a UTF-8
-BOM is stripped, a header line of column names skipped, a line the parser returns None for, blank
-or comment, is no row). The label feature is taken out of each row, the rows are encoded as raw
-tf.Examples (`to_serialized_examples`) and scored by tfx_bsl's RunInference (BulkInferrer's engine)
-through the SavedModel's `serving_default` signature, so the `--beam_runner` flags apply as they
-do to a run.
+The input is in the format the model's spec declares (`ModelSpec.predict_reader`,
+pipelines.predict_readers; a line format's ExampleGen line parser when it declares none): census
+UCI lines, HIGGS CSV, MRPC TSV, one English sentence a line for wmt, IDX images files or image
+files for mnist, image folders or the python batches for cifar10, image folders for imagenet,
+(user, item) lines for movielens. `--input` is a file (taken literally, `[` and all, when it
+exists), a glob pattern, or for image readers a folder. The reader turns every input into the raw
+tf.Example the model's `serving_default` signature takes (`to_serialized_examples`); tfx_bsl's
+RunInference (BulkInferrer's engine) scores them, so the `--beam_runner` flags apply as they do
+to a run. With --with_labels the reader also reads the labels (a line's label column, an IDX
+labels file, an image's class folder) and the accuracy is printed; the model never sees them.
 
-Output, one record per input row, in input order (files in sorted order, then line number):
+Output, one record per input, in input order (files in sorted order, then line or record):
 
-- a prediction: `file`, `line` (1-based), then for a classifier (outputs `probabilities` and
-  `class_ids`) `class_id` (int, the model's) and `probabilities` (floats, the model's output:
-  [P(class 1)] for a binary model, one per class otherwise); for any other model, each output of
-  the signature (lists of numbers, strings decoded as UTF-8). With --with_labels, `label` too.
-- a malformed row: `file`, `line`, `error` (the parser's reason) and `text`.
+- a prediction: `file` and, by the input's kind, `line` (a line, from 1) or `record` (a record of
+  an IDX file or a CIFAR batch, from 0); an image is its `file`. Then for a classifier (outputs
+  `probabilities` and `class_ids`) `class_id` (int, the model's) and `probabilities` (floats, the
+  model's output: [P(class 1)] for a binary model, one per class otherwise); for another model the
+  fields its reader makes of the outputs (each output as it is by default; movielens: `user`,
+  `item`, `score`, `known_user`, `known_item`). With --with_labels, `label` too.
+- a malformed input (a line that does not parse, an image that does not decode or is not the
+  model's size, a truncated or foreign record file): `file`, `line` / `record` where there is
+  one, `error` (the reason) and, for a line, `text`. They are counted and the first few printed;
+  none is skipped silently.
 
 JSON lines by default; with --output_format=csv a header and the same fields (`probability`
 for a binary model's one column, `probability_<k>` per class otherwise). The file is written to a
@@ -44,7 +51,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -53,11 +60,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_runner import runners as beam_runners
-from components import record_checks
 from components import text_example_gen
 from pipelines import console
+from pipelines import predict_readers
 from pipelines import settings
 from pipelines import spec as spec_lib
+from preprocessing import datasets
 
 FLAGS = settings.FLAGS
 MAX_SHOWN_ERRORS = 5  # malformed rows listed on the console
@@ -66,31 +74,31 @@ SERVING_SIGNATURE = 'serving_default'
 BINARY_THRESHOLD = 0.5  # TFMA's (model_fns.binary_metrics): probability >= 0.5 is class 1
 
 
-class PredictError(Exception):
-  """A prediction that cannot start or finish: the message is the one line the user reads."""
+PredictError = predict_readers.PredictError
+input_paths = predict_readers.input_paths
 
 
-def line_parser(spec: spec_lib.ModelSpec) -> str:
-  """The module path of `spec`'s line parser, e.g. `preprocessing.census.parse_line`.
-
-  The spec's `predict_line_parser` when it has one (wmt: one English sentence a line); else the
-  one the ExampleGen factory of a line format (`spec.text_line_example_gen(parser)`) names in its
-  `line_parser` attribute.
+def reader_for(spec: spec_lib.ModelSpec) -> predict_readers.PredictReader:
+  """The reader of `spec`'s predict input: its `predict_reader`, else a LineReader of the line
+  parser that the ExampleGen factory of a line format (`spec.text_line_example_gen(parser)`) names
+  in its `line_parser` attribute, the label being the evaluation's label key.
 
   Raises:
-    PredictError: the spec's raw format is not a line format (IDX images, parallel text, ...),
-      or its examples are not one per line (MovieLens' per-user examples).
+    PredictError: the spec declares no predict reader and its raw format is not a line format
+      (a TFX component of its own), or its examples are not one per line (built by a split_fn
+      from groups of rows).
   """
-  if spec.predict_line_parser:
-    return spec.predict_line_parser
+  if spec.predict_reader:
+    return spec.predict_reader
   parser = getattr(spec.example_gen, 'line_parser', None)
   if not isinstance(parser, str):
-    raise PredictError(f'predict reads line formats only (census, higgs, mrpc; wmt\'s sentences); '
-                       f'{spec.name}\'s raw format is not one')
+    raise PredictError(f'{spec.name} declares no predict input format (ModelSpec.predict_reader) '
+                       'and its raw format is not a line format')
   if getattr(spec.example_gen, 'split_fn', None):
     raise PredictError(f'{spec.name}\'s examples are built from groups of rows (split_fn), not '
-                       'one per line: predict does not apply')
-  return parser
+                       'one per line, and it declares no predict input format '
+                       '(ModelSpec.predict_reader)')
+  return predict_readers.LineReader(parser=parser, label_key=spec.evaluation.label_key)
 
 
 def _saved_model_in(path: str) -> Optional[str]:
@@ -130,73 +138,23 @@ def resolve_model(model: str, output_dir: Optional[str], model_dir: Optional[str
   return found
 
 
-def input_paths(pattern: str) -> List[str]:
-  """The sorted files of `--input`: a file name (taken as it is, `[`, `*` and `?` included, when
-  such a file exists) or a glob pattern, on any Beam file system.
+class _ReadRows(beam.DoFn):
+  """Chunks of input -> keyed rows (the reader's `rows`): ((file, unit, position, label, inputs),
+  {feature: value}); tagged `malformed` and `notice`: their output records."""
 
-  Raises:
-    PredictError: a folder, or nothing matches.
-  """
-  if '://' not in pattern:
-    pattern = os.path.abspath(pattern)
-    if os.path.isdir(pattern):
-      raise PredictError(f'--input {pattern} is a folder: give a file or a glob pattern '
-                         f'({os.path.join(pattern, "*")})')
-  exists = FileSystems.exists(pattern)
-  literal = exists or not any(c in pattern for c in '*?[')
-  paths = record_checks.match_paths(record_checks.escape_glob(pattern) if literal else pattern)
-  if not paths:
-    raise PredictError(f'--input: the file {pattern} does not exist' if literal
-                       else f'--input: no file matches {pattern}')
-  return paths
-
-
-class _ParseNumberedLines(beam.DoFn):
-  """Chunks of lines (path, first line number, [bytes]) -> rows keyed by their position.
-
-  Main output: ((path, line, label or None), {feature: value} without the label). Tagged
-  `malformed`: {'file', 'line', 'error', 'text'}; `notice`: {'file', 'line', 'notice'} (a BOM
-  stripped, a header skipped), as TextLineExampleGen reads the same lines.
-  """
-
-  def __init__(self, parser: str, label_key: Optional[str]):
-    self._parser_path = parser
-    self._label_key = label_key
-    self._parse = None
-    self._is_header = None
-
-  def setup(self):
-    self._parse = text_example_gen.import_callable(self._parser_path)
-    columns = getattr(self._parse, 'columns', None)
-    self._is_header = (text_example_gen.header_matcher(columns) if columns
-                       else (lambda line: False))
+  def __init__(self, reader: predict_readers.PredictReader):
+    self._reader = reader
 
   def process(self, element):
-    path, first, lines = element
-    for number, raw in enumerate(lines, start=first):
-      text, reason, bom = text_example_gen.decode_line(raw, number)
-      if bom:
-        yield beam.pvalue.TaggedOutput('notice', {
-            'file': path, 'line': 1, 'notice': 'UTF-8 byte-order mark (BOM) stripped'})
-      if text is None:
-        yield beam.pvalue.TaggedOutput('malformed', {
-            'file': path, 'line': number, 'error': reason,
-            'text': raw.decode('utf-8', 'replace')[:200]})
-        continue
-      if number == 1 and self._is_header(text):
-        yield beam.pvalue.TaggedOutput('notice', {
-            'file': path, 'line': 1, 'notice': 'header line (column names) skipped'})
-        continue
-      try:
-        row = self._parse(text)
-      except ValueError as e:
-        yield beam.pvalue.TaggedOutput('malformed', {
-            'file': path, 'line': number, 'error': str(e), 'text': text[:200]})
-        continue
-      if row is None:
-        continue
-      label = row.pop(self._label_key, None) if self._label_key else None
-      yield (path, number, label), row
+    units = ([element] if isinstance(element, (predict_readers.Malformed, predict_readers.Notice))
+             else self._reader.rows(element))
+    for unit in units:
+      if isinstance(unit, predict_readers.Row):
+        yield unit.key(), unit.features
+      elif isinstance(unit, predict_readers.Malformed):
+        yield beam.pvalue.TaggedOutput('malformed', unit.record())
+      else:
+        yield beam.pvalue.TaggedOutput('notice', unit.record())
 
 
 def encode_rows(batch: Sequence[Tuple[Any, Dict[str, Any]]]) -> List[Tuple[Any, bytes]]:
@@ -209,31 +167,21 @@ def encode_rows(batch: Sequence[Tuple[Any, Dict[str, Any]]]) -> List[Tuple[Any, 
   return list(zip((key for key, _ in batch), examples))
 
 
-def _value(array: np.ndarray) -> Any:
-  """One example's output as JSON: numbers as Python numbers, bytes as UTF-8 text."""
-  if array.dtype.kind in ('S', 'O'):
-    return [v.decode('utf-8', 'replace') if isinstance(v, bytes) else str(v)
-            for v in array.reshape(-1)] if array.ndim else array.item().decode('utf-8', 'replace')
-  return array.tolist()
-
-
-def prediction_record(key: Tuple[str, int, Any], log) -> Dict[str, Any]:
+def prediction_record(key: predict_readers.Key, log,
+                      reader: predict_readers.PredictReader) -> Dict[str, Any]:
   """A PredictionLog of one row -> its output record (see the module doc).
 
   Args:
-    key: (file, 1-based line, label or None).
+    key: (file, unit, position, label or None, repeated inputs or None), as Row.key().
     log: tensorflow_serving PredictionLog with a `predict_log` of one example.
+    reader: the reader whose `prediction_fields` make the prediction's fields.
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  path, line, label = key
-  outputs = {name: tf.make_ndarray(tensor)[0]
+  path, unit, position, label, inputs = key
+  outputs = {name: np.asarray(tf.make_ndarray(tensor)[0])
              for name, tensor in log.predict_log.response.outputs.items()}
-  record = {'file': path, 'line': line}
-  if 'probabilities' in outputs and 'class_ids' in outputs:
-    record['class_id'] = int(np.asarray(outputs['class_ids']).reshape(-1)[0])
-    record['probabilities'] = [float(p) for p in np.asarray(outputs['probabilities']).reshape(-1)]
-  else:
-    record.update((name, _value(np.asarray(value))) for name, value in sorted(outputs.items()))
+  record = predict_readers.location(path, unit, position)
+  record.update(reader.prediction_fields(inputs, outputs))
   if label is not None:
     record['label'] = label
   return record
@@ -272,30 +220,32 @@ def load_model(path: str, tags: Sequence[str], op_modules: Sequence[str] = ()):
   return _StringSafeSession(session)
 
 
-def build_pipeline(pipeline: beam.Pipeline, paths: Sequence[str], parser: str,
-                   label_key: Optional[str], model_path: str, op_modules: Sequence[str],
+def build_pipeline(pipeline: beam.Pipeline, reader: predict_readers.PredictReader,
+                   sources: Sequence[Any], model_path: str, op_modules: Sequence[str],
                    shard_prefix: str) -> None:
-  """Adds the prediction stages to `pipeline`: read, parse, encode, RunInference, and write
-  every record (predictions, malformed rows, notices) as JSON lines to `shard_prefix`-*."""
+  """Adds the prediction stages to `pipeline`: read the reader's sources into chunks, spread them,
+  make rows, encode, RunInference, and write every record (predictions, malformed inputs,
+  notices) as JSON lines to `shard_prefix`-*."""
   from tfx_bsl.public.beam import RunInference  # pylint: disable=import-outside-toplevel
   from tfx_bsl.public.proto import model_spec_pb2  # pylint: disable=import-outside-toplevel
   inference_spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
       model_path=model_path, signature_name=[SERVING_SIGNATURE], tag=['serve']))
   parsed = (pipeline
-            | 'Files' >> beam.Create(list(paths))
-            | 'ReadLineChunks' >> beam.FlatMap(text_example_gen.read_line_chunks)
+            | 'Sources' >> beam.Create(list(sources))
+            | 'ReadChunks' >> beam.FlatMap(reader.chunks)
             | 'Spread' >> beam.Reshuffle()
-            | 'Parse' >> beam.ParDo(_ParseNumberedLines(parser, label_key)).with_outputs(
+            | 'Rows' >> beam.ParDo(_ReadRows(reader)).with_outputs(
                 'malformed', 'notice', main='rows'))
   predictions = (parsed.rows
-                 | 'Batch' >> beam.BatchElements(min_batch_size=1, max_batch_size=BATCH_ROWS)
+                 | 'Batch' >> beam.BatchElements(min_batch_size=1,
+                                                 max_batch_size=min(BATCH_ROWS, reader.batch_rows))
                  # Keyed by position: RunInference reads the key from the element type.
                  | 'Encode' >> beam.FlatMap(encode_rows).with_output_types(
-                     beam.typehints.Tuple[Tuple[str, int, Any], bytes])
+                     beam.typehints.Tuple[beam.typehints.Tuple[str, str, Any, Any, Any], bytes])
                  # pylint: disable-next=no-value-for-parameter
                  | 'RunInference' >> RunInference(
                      inference_spec, functools.partial(load_model, op_modules=tuple(op_modules)))
-                 | 'ToRecord' >> beam.MapTuple(prediction_record))
+                 | 'ToRecord' >> beam.Map(lambda keyed: prediction_record(*keyed, reader)))
   _ = ((predictions, parsed.malformed, parsed.notice)
        | 'All' >> beam.Flatten()
        | 'ToJson' >> beam.Map(json.dumps)
@@ -304,12 +254,14 @@ def build_pipeline(pipeline: beam.Pipeline, paths: Sequence[str], parser: str,
 
 @dataclasses.dataclass
 class Summary:
-  """What a prediction wrote: counts, the first malformed rows, notices and the accuracy.
+  """What a prediction wrote: counts, the first malformed inputs, notices and the accuracy.
 
   Attributes:
-    predictions: rows scored.
-    malformed: rows that did not parse (error records in the output).
-    first_errors: up to MAX_SHOWN_ERRORS of them as `file:line: reason: 'text'`, in input order.
+    unit: what one input is (`row`, `record`, `image`, or `input` for a mix), for the wording.
+    predictions: inputs scored.
+    malformed: inputs that could not be scored (error records in the output).
+    first_errors: up to MAX_SHOWN_ERRORS of them, in input order, as `file:line: reason: 'text'`
+      (a line), `file: record N: reason` (a record) or `file: reason` (an image, a whole file).
     notices: BOMs stripped and header lines skipped, as `file:line: sentence`.
     labeled: predictions with a label (only counted with --with_labels).
     correct: labeled predictions right by TFMA's rule (see the module doc).
@@ -317,6 +269,7 @@ class Summary:
     accuracy: correct / labeled (float), None without labels.
   """
   model_path: str = ''
+  unit: str = 'row'
   predictions: int = 0
   malformed: int = 0
   first_errors: List[str] = dataclasses.field(default_factory=list)
@@ -346,20 +299,22 @@ def _read_shards(shard_prefix: str) -> Iterator[Dict[str, Any]]:
 
 
 def _csv_fields(records: Sequence[Dict[str, Any]]) -> List[str]:
-  """CSV columns: file, line, then the prediction fields (probabilities spread into columns),
-  label, error, text."""
+  """CSV columns: file, line or record (those the records have), then the prediction fields
+  (probabilities spread into columns; the others in the order of the first record that has
+  them), label, error, text."""
   width = max((len(r['probabilities']) for r in records if 'probabilities' in r), default=0)
   probability = ['probability'] if width == 1 else [f'probability_{k}' for k in range(width)]
-  others = sorted({k for r in records for k in r} - {'file', 'line', 'class_id', 'probabilities',
-                                                    'label', 'error', 'text'})
-  fields = ['file', 'line']
+  located = [f for f in ('line', 'record') if any(f in r for r in records)]
+  fixed = {'file', 'line', 'record', 'class_id', 'probabilities', 'label', 'error', 'text'}
+  others = list(dict.fromkeys(k for r in records if 'error' not in r for k in r if k not in fixed))
+  fields = ['file'] + located
   if width:
     fields += ['class_id'] + probability
   fields += others
   if any('label' in r for r in records):
     fields.append('label')
   if any('error' in r for r in records):
-    fields += ['error', 'text']
+    fields += ['error'] + (['text'] if any('text' in r for r in records) else [])
   return fields
 
 
@@ -398,9 +353,25 @@ def write_output(records: Sequence[Dict[str, Any]], output: str, output_format: 
     raise
 
 
+def _position(record: Dict[str, Any]) -> int:
+  """A record's line or record number; -1 for an image or a whole file (first in its file)."""
+  return record.get('line', record.get('record', -1))
+
+
+def describe_error(record: Dict[str, Any]) -> str:
+  """An error record as the user reads it: `file:line: reason: 'text'` (a line), `file: record N:
+  reason` (a record), `file: reason` (an image, or a whole file)."""
+  if 'line' in record:
+    return f'{record["file"]}:{record["line"]}: {record["error"]}: {record["text"][:120]!r}'
+  if 'record' in record:
+    return f'{record["file"]}: record {record["record"]}: {record["error"]}'
+  return f'{record["file"]}: {record["error"]}'
+
+
 def collect(shard_prefix: str, paths: Sequence[str], with_labels: bool
             ) -> Tuple[List[Dict[str, Any]], Summary]:
-  """The output records of the shards in input order, and their summary."""
+  """The output records of the shards in input order (`paths`' order, then file name, then line
+  or record), and their summary."""
   order = {path: i for i, path in enumerate(paths)}
   summary = Summary()
   notices, records = [], []
@@ -409,15 +380,15 @@ def collect(shard_prefix: str, paths: Sequence[str], with_labels: bool
       notices.append(record)
     else:
       records.append(record)
-  records.sort(key=lambda r: (order.get(r['file'], len(order)), r['file'], r['line']))
-  notices.sort(key=lambda r: (order.get(r['file'], len(order)), r['line']))
-  summary.notices = [f'{n["file"]}:{n["line"]}: {n["notice"]}' for n in notices]
+  records.sort(key=lambda r: (order.get(r['file'], len(order)), r['file'], _position(r)))
+  notices.sort(key=lambda r: (order.get(r['file'], len(order)), r['file'], _position(r)))
+  summary.notices = [f'{n["file"]}:{n["line"]}: {n["notice"]}' if 'line' in n
+                     else f'{n["file"]}: {n["notice"]}' for n in notices]
   for record in records:
     if 'error' in record:
       summary.malformed += 1
       if len(summary.first_errors) < MAX_SHOWN_ERRORS:
-        summary.first_errors.append(f'{record["file"]}:{record["line"]}: {record["error"]}: '
-                                    f'{record["text"][:120]!r}')
+        summary.first_errors.append(describe_error(record))
       continue
     summary.predictions += 1
     if not with_labels:
@@ -430,31 +401,35 @@ def collect(shard_prefix: str, paths: Sequence[str], with_labels: bool
 
 def predict(model: str, input_pattern: str, output: str, output_format: str = 'jsonl',
             with_labels: bool = False, output_dir: Optional[str] = None,
-            model_dir: Optional[str] = None, beam_pipeline_args: Sequence[str] = ()) -> Summary:
-  """Scores the raw rows of `input_pattern` with `model`'s pushed (or `model_dir`'s) SavedModel
-  and writes one record per row to `output` (see the module doc).
+            model_dir: Optional[str] = None, beam_pipeline_args: Sequence[str] = (),
+            side_files: Optional[Mapping[str, str]] = None) -> Summary:
+  """Scores the raw inputs of `input_pattern` with `model`'s pushed (or `model_dir`'s) SavedModel
+  and writes one record per input to `output` (see the module doc).
 
   Args:
     model: registered model name, e.g. `census`.
-    input_pattern: a file or glob in the model's canonical line format.
+    input_pattern: a file, glob pattern or (image readers) folder in the model's predict format.
     output: the predictions file.
     output_format: `jsonl` or `csv`.
-    with_labels: keep the labels in the output and compute the accuracy.
+    with_labels: read the labels, keep them in the output and compute the accuracy.
     output_dir: the run's output directory (default ./output/<model>).
     model_dir: a SavedModel, or a folder of numbered versions, instead.
     beam_pipeline_args: Beam options (settings' runner flags).
+    side_files: {setting: local path} of the spec's `example_gen_files` the reader needs
+      (ImageNet's synsets.txt, for its labels); those not given are resolved from the registry
+      ($OFFICIAL_TFX_DATA_ROOT, the cache, a download).
 
   Returns:
-    The Summary (counts, first malformed rows, accuracy).
+    The Summary (counts, first malformed inputs, accuracy).
 
   Raises:
     KeyError: unknown model.
-    PredictError: not a line format, no model, no input file, an unwritable output, or no row of
-      the input parsed.
+    PredictError: no predict format, no model, no input, a side file or a labels file that cannot
+      be read, an unwritable output, or no input of `input_pattern` that could be scored.
   """
   spec = spec_lib.get(model)
-  parser = line_parser(spec)
-  paths = input_paths(input_pattern)
+  reader = reader_for(spec).bind(with_labels, resolve_side_files(spec, with_labels, side_files))
+  sources = reader.sources(input_pattern)
   model_path = resolve_model(model, output_dir, model_dir)
   output = os.path.abspath(output)
   if os.path.isdir(output):
@@ -465,18 +440,44 @@ def predict(model: str, input_pattern: str, output: str, output_format: str = 'j
   work = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.shards.', dir=folder)
   try:
     with beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args))) as pipeline:
-      build_pipeline(pipeline, paths, parser, spec.evaluation.label_key, model_path,
-                     spec.serving_op_modules, os.path.join(work, 'records'))
-    records, summary = collect(os.path.join(work, 'records'), paths, with_labels)
+      build_pipeline(pipeline, reader, sources, model_path, spec.serving_op_modules,
+                     os.path.join(work, 'records'))
+    records, summary = collect(os.path.join(work, 'records'),
+                               input_paths(input_pattern, folders=reader.takes_folders),
+                               with_labels)
+    summary.unit = reader.unit_for(sources)
     if not summary.predictions:
-      raise PredictError(f'no row of {input_pattern} parsed as {spec.name} input '
-                         f'({summary.malformed} malformed{": " if summary.first_errors else ""}'
+      raise PredictError(f'no {summary.unit} of {input_pattern} could be scored as {spec.name} '
+                         f'input ({summary.malformed} malformed'
+                         f'{": " if summary.first_errors else ""}'
                          f'{summary.first_errors[0] if summary.first_errors else ""})')
     write_output(records, output, output_format)
   finally:
     shutil.rmtree(work, ignore_errors=True)
   summary.model_path = model_path
   return summary
+
+
+def resolve_side_files(spec: spec_lib.ModelSpec, with_labels: bool,
+                       given: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+  """{setting: local path} of the spec's `example_gen_files` that its predict reader needs
+  (`side_files`, only with labels), `given` first, the others resolved and verified from the
+  registry as a run resolves them.
+
+  Raises:
+    PredictError: a file missing from the data root, not downloadable, or corrupt.
+  """
+  files = dict(given or {})
+  if not with_labels:
+    return files
+  for setting in reader_for(spec).side_files():
+    if setting not in files:
+      dataset, name = spec.example_gen_files[setting]
+      try:
+        files[setting] = datasets.resolve_file(dataset, name)
+      except datasets.DatasetError as e:
+        raise PredictError(f'--with_labels: {e}') from None
+  return files
 
 
 def main(model: str) -> int:
@@ -497,8 +498,17 @@ def main(model: str) -> int:
     os.makedirs(log_dir, exist_ok=True)
     console.to_log(log_path)
   try:
+    files = {}
+    if FLAGS.with_labels:  # the spec's side files, as a run resolves them (--data_root, flags)
+      spec = spec_lib.get(model)
+      files = settings._side_files({  # pylint: disable=protected-access
+          setting: spec.example_gen_files[setting]
+          for setting in reader_for(spec).side_files()})
     summary = predict(model, FLAGS.input, FLAGS.output, FLAGS.output_format, FLAGS.with_labels,
-                      FLAGS.output_dir, FLAGS.model_dir, beam_args)
+                      FLAGS.output_dir, FLAGS.model_dir, beam_args, files)
+  except datasets.DatasetError as e:
+    print(f'official-tfx: predict failed: --with_labels: {e}', file=console.err())
+    return 1
   except PredictError as e:
     print(f'official-tfx: predict failed: {e}', file=console.err())
     return 1
@@ -513,15 +523,16 @@ def main(model: str) -> int:
   for notice in summary.notices:
     print(f'  note: {notice}')
   if summary.malformed:
-    print(f'  {summary.malformed:,} malformed row{"s" if summary.malformed > 1 else ""} '
-          'not scored (error records in the output), the first:')
+    plural = 's' if summary.malformed > 1 else ''
+    print(f'  {summary.malformed:,} malformed {summary.unit}{plural} not scored (error records '
+          'in the output), the first:')
     for line in summary.first_errors:
       print(f'    {line}')
   if FLAGS.with_labels:
     if summary.accuracy is None:
-      print('  accuracy: undefined (no labeled row)')
+      print(f'  accuracy: undefined (no labeled {summary.unit})')
     else:
       print(f'  accuracy {summary.accuracy:.4f} ({summary.correct:,} of {summary.labeled:,} '
-            'labeled rows)')
+            f'labeled {summary.unit}s)')
   print(f'Predictions: {summary.predictions:,} in {os.path.abspath(FLAGS.output)}')
   return 0

@@ -20,6 +20,7 @@ from tfx.dsl.components.base import base_component
 
 from components.text_example_gen import DEFAULT_MAX_MALFORMED_FRACTION, TextLineExampleGen
 from model_fns import binary_metrics
+from pipelines import predict_readers
 import preprocessing
 from preprocessing import datasets
 
@@ -277,9 +278,10 @@ class ModelSpec:
       and verified with the data's `--data_root` / `--cache_dir` before the pipeline is built
       (RunConfig.example_gen_files) and handed to `example_gen` as {setting: local path};
       `--<setting>` replaces the file.
-    predict_line_parser: module path of the line parser of `official-tfx predict`'s input when
-      it is not the raw training format (wmt: one English sentence a line, not sentence pairs);
-      None: the ExampleGen's own line parser.
+    predict_reader: what `official-tfx predict` reads and how it becomes the raw tf.Examples of
+      `serving_default` (pipelines.predict_readers: a LineReader, IdxReader, ImageReader,
+      CifarBatchReader, or AnyOf several); None: every line of the raw format through the
+      ExampleGen's own line parser (a line format whose examples are one per line).
     hparam_flags: the model's own flags for some of its hyperparameters (pipelines.settings
       defines the flags of every discovered spec; a flag given to a model that does not declare
       it is a usage error).
@@ -305,7 +307,7 @@ class ModelSpec:
       default_factory=dict)
   example_gen_files: Mapping[str, Tuple[datasets.Dataset, str]] = dataclasses.field(
       default_factory=dict)
-  predict_line_parser: Optional[str] = None
+  predict_reader: Optional[predict_readers.PredictReader] = None
   hparam_flags: Tuple[HparamFlag, ...] = (LEARNING_RATE,)
 
   def __post_init__(self):

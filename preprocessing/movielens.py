@@ -22,6 +22,18 @@ positive by default) are drawn per epoch by the trainer, also among items the us
 Both splits hold one example per user: `user` (int), `items` (int list), `labels` (int list, same
 length) and `rated` (int list: every item the user rated). Train: `items` are the positives, all
 labelled 1. Eval: `items` are the 100 candidates in a seeded random order, `labels` one-hot.
+
+Prediction (`official-tfx predict movielens`, pipelines.predict_readers.LineReader): what a
+recommender is asked is how likely a user is to take up each of some candidate items, to rank them.
+The input is one (user, candidate item) pair a line, in the ratings file's own layout (ml-100k
+`user \t item`, ml-1m `user::item`, ml-20m `user,item`), optionally followed by the rating and
+timestamp, which are not read: a ratings file (say a held-out part of u.data) is scored as it is,
+and a list of candidates needs only its two ids. `parse_candidate_*` make each line the per-user
+example `serving_default` takes (`user`, `items` = [item]); `candidate_prediction` makes its output
+record: `user`, `item`, `score` (the model's probability that the user interacts with the item)
+and `known_user` / `known_item` (an id the training split never saw scores -1 and is flagged, not
+an error). To rank a user's candidates, sort that user's records by score. A line that is not two
+non-negative integer ids (then at most rating and timestamp) is malformed, reported by file:line.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import random
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -122,6 +135,66 @@ def parse_ml_20m(line: str) -> Optional[Dict[str, Any]]:
 
 # TextLineExampleGen skips a ratings file's first line when it is a header of these columns.
 parse_ml_100k.columns = parse_ml_1m.columns = parse_ml_20m.columns = RATING_COLUMNS
+
+
+def _candidate(fields: List[str]) -> Dict[str, Any]:
+  if not 2 <= len(fields) <= 4:
+    raise ValueError(f'expected user and item ids (then rating and timestamp, not read), found '
+                     f'{len(fields)} fields')
+  ids = []
+  for name, text in zip((USER, ITEM), fields):
+    try:
+      ids.append(int(text.strip()))
+    except ValueError:
+      raise ValueError(f'field {name}: expected an integer id, got {text.strip()!r}') from None
+    if ids[-1] < 0:
+      raise ValueError(f'field {name}: expected an id >= 0, got {ids[-1]}')
+  return {USER: ids[0], ITEMS: [ids[1]]}
+
+
+def parse_candidate_ml_100k(line: str) -> Optional[Dict[str, Any]]:
+  """One (user, candidate item) line in u.data's layout, `user \t item [\t rating \t timestamp]`
+  (rating and timestamp not read) -> the serving example's features {'user': int, 'items': [int]};
+  None for a blank line.
+
+  Raises:
+    ValueError: not 2 to 4 fields, or an id that is not a non-negative integer (naming it).
+  """
+  return _candidate(line.split('\t')) if line.strip() else None
+
+
+def parse_candidate_ml_1m(line: str) -> Optional[Dict[str, Any]]:
+  """`parse_candidate_ml_100k` for ratings.dat's layout, `user::item[::rating::timestamp]`."""
+  return _candidate(line.split('::')) if line.strip() else None
+
+
+def parse_candidate_ml_20m(line: str) -> Optional[Dict[str, Any]]:
+  """`parse_candidate_ml_100k` for ratings.csv's layout, `user,item[,rating,timestamp]`."""
+  return _candidate(line.split(',')) if line.strip() else None
+
+
+# A file's first line that spells the ratings columns is a header (skipped, with a notice).
+parse_candidate_ml_100k.columns = parse_candidate_ml_1m.columns = RATING_COLUMNS
+parse_candidate_ml_20m.columns = RATING_COLUMNS
+
+
+def candidate_prediction(inputs: Dict[str, Any], outputs: Dict[str, np.ndarray]
+                         ) -> Dict[str, Any]:
+  """The output fields of one scored (user, item) line (a predict reader's `prediction_fn`).
+
+  Args:
+    inputs: the line's `user` (int) and `items` ([item]).
+    outputs: `serving_default`'s outputs for its example: `scores` float32 [1], `known_user`
+      bool [], `known_items` bool [1] (model_fns.ncf).
+
+  Returns:
+    {'user': int, 'item': int, 'score': float (-1 for an unknown id), 'known_user': bool,
+    'known_item': bool}.
+  """
+  return {USER: int(inputs[USER]), ITEM: int(inputs[ITEMS][0]),
+          'score': float(np.asarray(outputs['scores']).reshape(-1)[0]),
+          'known_user': bool(np.asarray(outputs['known_user']).reshape(-1)[0]),
+          'known_item': bool(np.asarray(outputs['known_items']).reshape(-1)[0])}
 
 
 def parse_ncf_test_negative(line: str) -> Optional[Dict[str, Any]]:

@@ -4,13 +4,15 @@ ExampleGen reads the canonical python batches, or the JPEG image folders that ar
 fallback (components.image_example_gen); Transform decodes the images in-graph
 (preprocessing.cifar10.preprocessing_fn); the Trainer runs model_fns.image_classification.
 CifarResNetTask (augmentation in its input pipeline only); the Evaluator computes top-1 accuracy
-with TFMA, overall and per class.
+with TFMA, overall and per class. `official-tfx predict` reads the python batches (the archive's
+test_batch, or an extracted batch file) and 32x32 image files or folders of them (class folders
+named as CLASS_NAMES with --with_labels).
 """
 
 from __future__ import annotations
 
 from components.image_example_gen import ImageExampleGen, is_archive
-from pipelines import spec
+from pipelines import predict_readers, spec
 from preprocessing import cifar10
 
 
@@ -47,4 +49,9 @@ SPEC = spec.register(spec.ModelSpec(
         slice_features=cifar10.SLICE_FEATURES),
     description='the seed\'s ResNet-56 on CIFAR-10 (python batches, or the JPEG folders offline)',
     # A corrupt image in a curated dataset means a damaged copy: fail on the first one.
-    max_malformed_fraction=0.0))
+    max_malformed_fraction=0.0,
+    predict_reader=predict_readers.AnyOf(readers=(
+        predict_readers.CifarBatchReader(archive_members=cifar10.ARCHIVE_MEMBERS['eval'],
+                                         num_classes=cifar10.NUM_CLASSES),
+        predict_readers.ImageReader(class_names=cifar10.CLASS_NAMES,
+                                    image_size=(cifar10.IMAGE_SIZE, cifar10.IMAGE_SIZE))))))

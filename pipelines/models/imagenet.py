@@ -10,7 +10,7 @@ bytes itself. The Evaluator computes top-1 and top-5 accuracy with TFMA.
 from __future__ import annotations
 
 from components.image_example_gen import ImageExampleGen
-from pipelines import spec
+from pipelines import predict_readers, spec
 from preprocessing import imagenet
 
 VALIDATION_LABELS = 'synset_labels.txt'  # imagenet_to_gcs.py's labels of the flat validation set
@@ -52,4 +52,10 @@ SPEC = spec.register(spec.ModelSpec(
         thresholds=(spec.Threshold('example_count', lower_bound=100, no_regression=False),)),
     description='ResNet-50 v1.5 on ImageNet (class folders; offline: the 100-image sample)',
     max_malformed_fraction=0.0,
-    example_gen_files={SYNSETS_FILE: (imagenet.DATASET, imagenet.SYNSETS)}))
+    example_gen_files={SYNSETS_FILE: (imagenet.DATASET, imagenet.SYNSETS)},
+    # `official-tfx predict`: JPEG (or other) images of any size, files or folders; with
+    # --with_labels in wnid class folders (train's layout) or a flat folder with
+    # synset_labels.txt beside it (validation's), labels in synsets.txt's order.
+    predict_reader=predict_readers.ImageReader(
+        class_names_file=SYNSETS_FILE, class_names_fn='preprocessing.imagenet.class_names',
+        labels_file=VALIDATION_LABELS)))

@@ -3,13 +3,15 @@
 ExampleGen reads the canonical IDX files (components.idx_example_gen) into tf.Examples of PNG
 images; Transform decodes them in-graph (preprocessing.mnist.preprocessing_fn), so the pushed
 model takes encoded PNG or JPEG bytes; the Trainer runs model_fns.mnist.MnistTask; the Evaluator
-computes top-1 accuracy with TFMA, overall and per label.
+computes top-1 accuracy with TFMA, overall and per label. `official-tfx predict` reads IDX images
+files (their labels file beside them with --with_labels) and 28x28 image files or folders of them
+(class folders `0`-`9` with --with_labels).
 """
 
 from __future__ import annotations
 
 from components.idx_example_gen import IdxExampleGen
-from pipelines import spec
+from pipelines import predict_readers, spec
 from preprocessing import mnist
 
 
@@ -44,4 +46,11 @@ SPEC = spec.register(spec.ModelSpec(
         slice_features=mnist.SLICE_FEATURES),
     description='the seed\'s CNN on MNIST digits (IDX files; offline: a split of t10k)',
     # IDX files are machine-written: a label out of range means a corrupt or foreign file.
-    max_malformed_fraction=0.0))
+    max_malformed_fraction=0.0,
+    predict_reader=predict_readers.AnyOf(readers=(
+        predict_readers.IdxReader(num_classes=mnist.NUM_CLASSES,
+                                  image_size=(mnist.IMAGE_SIZE, mnist.IMAGE_SIZE)),
+        # Image files as MNIST's are: 28x28 (the schema's height and width), grayscale or not
+        # (the model converts); with --with_labels in class folders named 0-9.
+        predict_readers.ImageReader(class_names=tuple(str(d) for d in range(mnist.NUM_CLASSES)),
+                                    image_size=(mnist.IMAGE_SIZE, mnist.IMAGE_SIZE))))))

@@ -13,7 +13,7 @@ import json
 
 import tensorflow_model_analysis as tfma
 
-from pipelines import spec
+from pipelines import predict_readers, spec
 from preprocessing import movielens
 
 
@@ -22,7 +22,8 @@ def _ranking_metric(class_name: str, name: str) -> tfma.MetricConfig:
                            config=json.dumps({'k': 10, 'name': name}))
 
 
-def _register(name: str, dataset, line_parser: str, hit_rate_bar: float, note: str):
+def _register(name: str, dataset, line_parser: str, candidate_parser: str, hit_rate_bar: float,
+              note: str):
   return spec.register(spec.ModelSpec(
       name=name,
       dataset=dataset,
@@ -45,7 +46,12 @@ def _register(name: str, dataset, line_parser: str, hit_rate_bar: float, note: s
           summary_metrics={'hit_rate_at_10': 'hit_rate_at_10', 'ndcg_at_10': 'ndcg_at_10',
                            'users': 'example_count'}),
       description=f'NeuMF recommender, HR@10 / NDCG@10 on {note}',
-      hparam_flags=HPARAM_FLAGS))
+      hparam_flags=HPARAM_FLAGS,
+      # `official-tfx predict`: one (user, candidate item) line in the ratings file's layout,
+      # scored alone (see preprocessing.movielens' docstring).
+      predict_reader=predict_readers.LineReader(
+          parser=candidate_parser, input_keys=(movielens.USER, movielens.ITEMS),
+          prediction_fn='preprocessing.movielens.candidate_prediction')))
 
 
 # The seed's flags (official/recommendation/ncf_main.py).
@@ -61,8 +67,8 @@ HPARAM_FLAGS = (
 # Bars: ml-100k, the issue's acceptance (ItemPop reaches about 0.32 / 0.16 on this protocol);
 # ml-1m and ml-20m, He et al. (2017) report NeuMF HR@10 0.73 on ml-1m and the seed 0.635 on ml-20m.
 ML_100K = _register('movielens', movielens.ML_100K, 'preprocessing.movielens.parse_ml_100k',
-                    0.60, 'MovieLens 100K')
-ML_1M = _register('movielens-1m', movielens.ML_1M, 'preprocessing.movielens.parse_ml_1m', 0.65,
-                  'MovieLens 1M')
+                    'preprocessing.movielens.parse_candidate_ml_100k', 0.60, 'MovieLens 100K')
+ML_1M = _register('movielens-1m', movielens.ML_1M, 'preprocessing.movielens.parse_ml_1m',
+                  'preprocessing.movielens.parse_candidate_ml_1m', 0.65, 'MovieLens 1M')
 ML_20M = _register('movielens-20m', movielens.ML_20M, 'preprocessing.movielens.parse_ml_20m',
-                   0.60, 'MovieLens 20M')
+                   'preprocessing.movielens.parse_candidate_ml_20m', 0.60, 'MovieLens 20M')

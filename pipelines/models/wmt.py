@@ -16,7 +16,7 @@ import json
 import tensorflow_model_analysis as tfma
 
 from components.parallel_text_example_gen import ParallelTextExampleGen
-from pipelines import spec
+from pipelines import predict_readers, spec
 from preprocessing import wmt
 
 
@@ -67,4 +67,4 @@ SPEC = spec.register(spec.ModelSpec(
     # are reported and left out.
     max_malformed_fraction=0.01,
     # `official-tfx predict` translates English text, one sentence a line.
-    predict_line_parser='preprocessing.wmt.parse_source_sentence'))
+    predict_reader=predict_readers.LineReader(parser='preprocessing.wmt.parse_source_sentence')))
