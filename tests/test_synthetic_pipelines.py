@@ -10,14 +10,16 @@ the same runs."""
 
 import glob
 import html.parser
+import json
 import os
 import re
 from typing import Any, Dict, Tuple
 
 import pytest
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  pylint: disable=unused-import  # wmt's SentencePiece ops
 
-from pipelines import report, report_svg, runner, spec as spec_lib
+from pipelines import predict, report, report_svg, runner, spec as spec_lib
 from pipelines.factory import RunConfig, RunInputs
 from pipelines.models import imagenet as imagenet_model
 from preprocessing import imagenet, mrpc
@@ -222,3 +224,25 @@ def test_report_shows_the_run_summarys_numbers_and_fetches_nothing(model, synthe
                        rf'<td class="path">{data["sha256"]}</td><td>[^<]*</td>\s*'
                        rf'<td class="num">{re.escape(report_svg.fmt(data["examples"]))}</td>',
                        page), split
+
+
+def test_wmt_predict_translates_english_lines_as_the_served_model(synthetic_run, tmp_path):
+  """`official-tfx predict wmt` on ten English lines (the synthetic newstest's): one record per
+  line, in order, each the translation the SavedModel's `translate` signature gives."""
+  config, summary = synthetic_run('wmt')
+  assert summary['error'] is None, summary['error']
+  (model_dir,) = glob.glob(os.path.join(config.pipeline_root, 'Trainer', 'model', '*',
+                                        'Format-Serving'))
+  with open(summary['data']['eval']['file'], encoding='utf-8') as f:
+    english = f.read().split('\n')[:10]
+  source = tmp_path / 'english.txt'
+  source.write_text('\n'.join(english) + '\n', encoding='utf-8')
+  output = tmp_path / 'german.jsonl'
+  result = predict.predict('wmt', str(source), str(output), model_dir=model_dir)
+  with open(output, encoding='utf-8') as f:
+    records = [json.loads(line) for line in f]
+  assert [r['line'] for r in records] == list(range(1, 11))
+  assert (result.predictions, result.malformed) == (10, 0)
+  served = tf.saved_model.load(model_dir).signatures['translate'](inputs=tf.constant(english))
+  assert [r['outputs'] for r in records] == [
+      t.decode('utf-8') for t in served['outputs'].numpy()]
