@@ -167,7 +167,7 @@ def print_growth(sizes) -> None:
              ('Transform r/s', lambda f: f['runs'][0]['transform_rows_per_s']),
              ('Evaluator r/s', lambda f: f['runs'][0]['evaluator_rows_per_s']),
              ('peak RSS MB', lambda f: f['runs'][0]['peak_rss_mb']),
-             ('accuracy', lambda f: round(f['runs'][0]['accuracy'], 4))]
+             ('accuracy', lambda f: f['runs'][0]['accuracy'])]
   if all(f.get('plain_tfx') for f in sizes):
     columns += [('plain TFX s', lambda f: f['plain_tfx']['pipeline_seconds']),
                 ('plain RSS MB', lambda f: f['plain_tfx'].get('peak_rss_mb')),

@@ -119,11 +119,14 @@ def run_sizes_in_children(sizes: Sequence[str], size_flag: str) -> List[Dict[str
 def print_growth(rows: Sequence[Tuple[str, Mapping[str, Any]]], columns: Sequence[
     Tuple[str, Callable[[Mapping[str, Any]], Any]]]) -> None:
   """A side-by-side table, one row per size: `rows` are (size label, figures), `columns` are
-  (header, figures -> value) pairs; floats print with one decimal, None as n/a."""
+  (header, figures -> value) pairs; floats under 10 (metrics, ratios) print with four decimals,
+  larger ones (seconds, MB) with one, None as n/a."""
   def text(value):
     if value is None:
       return 'n/a'
-    return f'{value:.1f}' if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+      return f'{value:.4f}' if abs(value) < 10 else f'{value:.1f}'
+    return str(value)
   widths = [max(len(header), 10) for header, _ in columns]
   print(f'{"size":>8s} ' + ' '.join(f'{h:>{w}s}' for (h, _), w in zip(columns, widths)))
   for label, figures in rows:

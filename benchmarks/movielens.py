@@ -98,7 +98,7 @@ def main(_):
         ('train pairs/s', lambda f: f['training_pairs_per_s']),
         ('Evaluator s', lambda f: f['stages']['Evaluator']),
         ('peak RSS MB', lambda f: f['peak_rss_mb']),
-        ('HR@10', lambda f: round(f['hit_rate_at_10'], 4))])
+        ('HR@10', lambda f: f['hit_rate_at_10'])])
     common.write_json(FLAGS.json, {'sizes': figures})
     return
   spec = spec_lib.get(FLAGS.model)
