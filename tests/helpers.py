@@ -1,10 +1,11 @@
 """Helpers shared by the tests: run an ExampleGen's executor, read its output, run the CLI,
 score a census SavedModel."""
 
+import html.parser
 import os
 import subprocess
 import sys
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -62,3 +63,37 @@ def census_serving_accuracy(model_dir: str, lines: Sequence[str], batch_size: in
       for i in range(0, len(examples), batch_size)])
   assert probabilities.shape == labels.shape
   return float(np.mean((probabilities > 0.5) == labels))
+
+
+class _ReportCells(html.parser.HTMLParser):
+  """The text of every `<td data-metric>` cell, by (table id, row's data-slice, metric)."""
+
+  def __init__(self):
+    super().__init__()
+    self.cells, self._table, self._slice, self._key, self._text = {}, None, None, None, ''
+
+  def handle_starttag(self, tag, attrs):
+    attrs = dict(attrs)
+    if tag == 'table':
+      self._table = attrs.get('id')
+    elif tag == 'tr':
+      self._slice = attrs.get('data-slice')
+    elif tag == 'td' and 'data-metric' in attrs:
+      self._key, self._text = (self._table, self._slice, attrs['data-metric']), ''
+
+  def handle_data(self, data):
+    if self._key:
+      self._text += data
+
+  def handle_endtag(self, tag):
+    if tag == 'td' and self._key:
+      self.cells[self._key] = self._text.strip()
+      self._key = None
+
+
+def report_cells(page: str) -> Dict[Tuple[Any, Any, str], str]:
+  """{(table id, the row's data-slice or None, metric name): the cell's text} of a report.html's
+  metric cells (`<td data-metric=...>`)."""
+  parser = _ReportCells()
+  parser.feed(page)
+  return parser.cells

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import glob
 import gzip
-import html.parser
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import sys
 import pytest
 
 from pipelines import history, report, report_svg
-from tests import report_runs
+from tests import helpers, report_runs
 
 BIN = os.path.dirname(sys.executable)
 
@@ -116,38 +115,6 @@ def written(runs):
     return output_dir, summaries[-1], path, f.read()
 
 
-class _Cells(html.parser.HTMLParser):
-  """The text of every `<td data-metric>` cell, by (table id, row's data-slice, metric)."""
-
-  def __init__(self):
-    super().__init__()
-    self.cells, self._table, self._slice, self._key, self._text = {}, None, None, None, ''
-
-  def handle_starttag(self, tag, attrs):
-    attrs = dict(attrs)
-    if tag == 'table':
-      self._table = attrs.get('id')
-    elif tag == 'tr':
-      self._slice = attrs.get('data-slice')
-    elif tag == 'td' and 'data-metric' in attrs:
-      self._key, self._text = (self._table, self._slice, attrs['data-metric']), ''
-
-  def handle_data(self, data):
-    if self._key:
-      self._text += data
-
-  def handle_endtag(self, tag):
-    if tag == 'td' and self._key:
-      self.cells[self._key] = self._text.strip()
-      self._key = None
-
-
-def _cells(page):
-  parser = _Cells()
-  parser.feed(page)
-  return parser.cells
-
-
 @pytest.mark.e2e
 def test_report_is_one_file_that_fetches_nothing(written):
   output_dir, _, path, page = written
@@ -162,7 +129,7 @@ def test_report_is_one_file_that_fetches_nothing(written):
 @pytest.mark.e2e
 def test_numbers_shown_are_the_run_summarys(written):
   _, summary, _, page = written
-  cells = _cells(page)
+  cells = helpers.report_cells(page)
   tfma_names = {'accuracy': 'binary_accuracy', 'auc': 'auc', 'example_count': 'example_count',
                 'precision': 'precision', 'recall': 'recall'}
   for name, tfma_name in tfma_names.items():

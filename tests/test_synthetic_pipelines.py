@@ -9,7 +9,6 @@ issue 18 (the numbers `report.html` shows are `run_summary.json`'s, and it fetch
 the same runs."""
 
 import glob
-import html.parser
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from pipelines import predict, report, report_svg, runner, spec as spec_lib
 from pipelines.factory import RunConfig, RunInputs
 from pipelines.models import imagenet as imagenet_model
 from preprocessing import imagenet, mrpc
-from tests import synthetic
+from tests import helpers, synthetic
 
 STAGES = {'census': 'TextLineExampleGen', 'cifar10': 'ImageExampleGen',
           'higgs': 'TextLineExampleGen', 'imagenet': 'ImageExampleGen',
@@ -147,38 +146,6 @@ def test_pipeline_runs_on_synthetic_raw_files_to_a_served_model(model, synthetic
 REPORT_MODELS = tuple(sorted(STAGES))
 
 
-class _Cells(html.parser.HTMLParser):
-  """The text of every `<td data-metric>` cell, by (table id, row's data-slice, metric)."""
-
-  def __init__(self):
-    super().__init__()
-    self.cells, self._table, self._slice, self._key, self._text = {}, None, None, None, ''
-
-  def handle_starttag(self, tag, attrs):
-    attrs = dict(attrs)
-    if tag == 'table':
-      self._table = attrs.get('id')
-    elif tag == 'tr':
-      self._slice = attrs.get('data-slice')
-    elif tag == 'td' and 'data-metric' in attrs:
-      self._key, self._text = (self._table, self._slice, attrs['data-metric']), ''
-
-  def handle_data(self, data):
-    if self._key:
-      self._text += data
-
-  def handle_endtag(self, tag):
-    if tag == 'td' and self._key:
-      self.cells[self._key] = self._text.strip()
-      self._key = None
-
-
-def _cells(page: str) -> Dict[Tuple[Any, Any, str], str]:
-  parser = _Cells()
-  parser.feed(page)
-  return parser.cells
-
-
 @pytest.mark.parametrize('model', REPORT_MODELS)
 def test_report_shows_the_run_summarys_numbers_and_fetches_nothing(model, synthetic_run):
   config, summary = synthetic_run(model)
@@ -194,7 +161,7 @@ def test_report_shows_the_run_summarys_numbers_and_fetches_nothing(model, synthe
 
   # It is this run's report.
   assert f'Run {summary["run_id"]},' in page
-  cells = _cells(page)
+  cells = helpers.report_cells(page)
   # The summary metrics: the model card's table, and the Evaluator's overall table (read from
   # TFMA's output, not from the summary), show the summary's values.
   summary_metrics = spec_lib.get(model).evaluation.summary_metrics
