@@ -11,13 +11,18 @@
   official-tfx compile census --image=IMAGE --pipeline_root=gs://... --train_data=gs://...
       --eval_data=gs://... [--output_file=census_pipeline.json]    (Kubeflow Pipelines v2 / Vertex)
 
+  official-tfx run census --metadata_mysql_host=HOST --metadata_mysql_database=DB
+      --metadata_mysql_user=USER    (ML Metadata on MySQL; the password in
+                                     $OFFICIAL_TFX_METADATA_MYSQL_PASSWORD)
+
   official-tfx report OUTPUT_DIR                 (writes OUTPUT_DIR/report.html of the last run)
   official-tfx runs OUTPUT_DIR [--compare=A,B]   (the runs there; two runs' differences)
   official-tfx predict MODEL --input FILE --output FILE [--with_labels] [--output_format=csv]
       [--model_dir DIR | --output_dir DIR]        (batch prediction on raw files)
 
 Flags are shared by every model and every command. Exit status: 0 on a finished run (blessed or
-not), 1 on a failed run (bad data, anomalies, a component error), a usage error or an output
+not), 1 on a failed run (bad data, anomalies, a component error), a usage error, an ML Metadata
+server that cannot be used (down, a refused login, a database it cannot create) or an output
 directory in use by another run, 130 / 143 on SIGINT / SIGTERM (the same command resumes).
 """
 
@@ -43,8 +48,10 @@ if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'official-tfx':
 
 from absl import app, flags, logging
 
+from pipelines import metadata_store
 from pipelines import spec as spec_lib
-from pipelines.settings import FLAGS, apply_config_file, build_run, check_flags
+from pipelines.settings import (FLAGS, apply_config_file, build_run, check_flags,
+                                given_metadata_connection, metadata_connection)
 from preprocessing import datasets
 
 USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
@@ -105,6 +112,9 @@ def run_command(model: str) -> int:
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   check_output_dir(output_dir)
   check_flags(spec)
+  # A MySQL server that is down, refuses the login or cannot create the database is one line
+  # now (main() prints it), before anything is written.
+  connection = metadata_connection(output_dir)
   try:
     os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
   except OSError as e:
@@ -124,6 +134,8 @@ def run_command(model: str) -> int:
   print(f'official-tfx: {model} ({config.model_type}) -> {output_dir}')
   if not FLAGS['verbosity'].present:
     print(f'  log: {log_path}')
+  if connection is not None:
+    print(f'  ML Metadata: {metadata_store.describe(connection)}')
   if replayed:
     print(f'  config: {len(replayed)} settings from {FLAGS.config} (the command line\'s own '
           'flags override it)')
@@ -206,11 +218,12 @@ def compile_command(model: str) -> int:
 
 
 def main(argv):
-  """Runs the command; a usage error is one line on stderr (and `USAGE` when the command line
-  itself is off), with exit status 1, and nothing written."""
+  """Runs the command; a usage error, or an ML Metadata store that cannot be used, is one line on
+  stderr (and `USAGE` when the command line itself is off), with exit status 1, and nothing
+  written."""
   try:
     return _dispatch(argv[1:])
-  except app.UsageError as e:
+  except (app.UsageError, metadata_store.MetadataConnectionError) as e:
     print(f'official-tfx: {e}', file=console.err())
     if str(e) == USAGE:
       print('Flags: official-tfx --helpshort', file=console.err())
@@ -218,33 +231,47 @@ def main(argv):
 
 
 def _existing_output_dir(path: str) -> str:
-  """`path` made absolute; app.UsageError unless it holds a run (metadata.sqlite)."""
+  """`path` made absolute; app.UsageError unless it holds a run (metadata.sqlite, or the store
+  an earlier run recorded in metadata_connection.pbtxt)."""
   path = os.path.abspath(path)
-  if not os.path.isfile(os.path.join(path, 'metadata.sqlite')):
-    raise app.UsageError(f'{path} holds no run (no metadata.sqlite): give the --output_dir of '
-                         'an official-tfx run')
+  if not metadata_store.holds_runs(path):
+    raise app.UsageError(f'{path} holds no run (no {metadata_store.SQLITE_FILE}, no '
+                         f'{metadata_store.RECORD_FILE}): give the --output_dir of an '
+                         'official-tfx run')
   return path
+
+
+def _store_of(output_dir: str):
+  """The ML Metadata store of `report` / `runs`: the one the metadata flags name (e.g. a
+  --metadata_connection_config holding the password), else the directory's own; connected to
+  once here, so that a server that cannot be used is one line before anything is written."""
+  connection = given_metadata_connection() or metadata_store.for_output_dir(output_dir)
+  if not isinstance(connection, str):
+    metadata_store.connect(connection)
+  return connection
 
 
 def report_command(output_dir: str) -> int:
   """`official-tfx report OUTPUT_DIR`: writes report.html of the last run there again."""
   output_dir = _existing_output_dir(output_dir)
+  connection = _store_of(output_dir)
   from pipelines import report  # pylint: disable=import-outside-toplevel
-  print(f'official-tfx: report {report.write_report(output_dir)}')
+  print(f'official-tfx: report {report.write_report(output_dir, connection=connection)}')
   return 0
 
 
 def runs_command(output_dir: str, extra=()) -> int:
   """`official-tfx runs OUTPUT_DIR [--compare A B]`: the runs there, or two runs' differences."""
   output_dir = _existing_output_dir(output_dir)
+  connection = _store_of(output_dir)
   from pipelines import history  # pylint: disable=import-outside-toplevel
   which = list(FLAGS.compare or []) + list(extra)
   if not which:
-    print(history.format_runs(history.list_runs(output_dir)))
+    print(history.format_runs(history.list_runs(output_dir, connection)))
     return 0
   if len(which) != 2:
     raise app.UsageError(f'--compare takes two runs, got {len(which)}: {" ".join(which)}')
-  print(history.compare_runs(output_dir, *which))
+  print(history.compare_runs(output_dir, *which, connection=connection))
   return 0
 
 

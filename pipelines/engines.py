@@ -24,7 +24,7 @@ from typing import Any, Dict, Mapping, Optional
 from absl import flags
 from tfx import v1 as tfx
 
-from pipelines import factory, settings
+from pipelines import factory, metadata_store, settings
 from pipelines.factory import RunConfig
 from pipelines.spec import ModelSpec
 
@@ -63,14 +63,20 @@ def pipeline_from_environment() -> tfx.dsl.Pipeline:
   """The pipeline of $OFFICIAL_TFX_MODEL with the settings of $OFFICIAL_TFX_FLAGS.
 
   Resolves and verifies the dataset's files as `official-tfx run` does (a data root, the cache, or
-  a download), and creates the output directory that holds ML Metadata and the pushed model.
+  a download), and creates the output directory that holds ML Metadata and the pushed model. ML
+  Metadata on a server (the --metadata_* flags) is connected to first and recorded in the output
+  directory (pipelines.metadata_store.claim), as `official-tfx run` does.
 
   Raises:
     EngineConfigError: bad flags; KeyError: unknown model; ValueError: a bad setting;
-    preprocessing.datasets.DatasetError: a missing file or a checksum mismatch.
+    preprocessing.datasets.DatasetError: a missing file or a checksum mismatch;
+    metadata_store.MetadataConnectionError: the ML Metadata server cannot be used.
   """
   spec, config, inputs = settings.build_run(parse_environment())
   os.makedirs(config.output_dir, exist_ok=True)
+  if config.metadata_connection is not None:
+    metadata_store.hide_passwords_in_logs()
+    metadata_store.claim(config.metadata_connection, config.output_dir)
   return factory.create_pipeline(spec, config, inputs)
 
 
@@ -164,10 +170,15 @@ def compile_kubeflow_v2(model: str, output_file: Optional[str] = None,
     The path written (default `<model>_pipeline.json`).
 
   Raises:
-    EngineConfigError: a split without a remote data file, or see kubeflow_v2_config.
+    EngineConfigError: a split without a remote data file, an ML Metadata flag (Kubeflow and
+      Vertex bring their own), or see kubeflow_v2_config.
   """
   spec = settings.spec_lib.get(model)
   flag_values = settings.FLAGS
+  given = [f'--{name}' for name in settings.METADATA_FLAGS if flag_values[name].present]
+  if given:
+    raise EngineConfigError(f'compile {model}: {given[0]} does not apply: Kubeflow and Vertex '
+                            'bring their own ML Metadata')
   missing = [split for split in spec.dataset.splits if not getattr(flag_values, f'{split}_data')]
   if missing:
     raise EngineConfigError(
@@ -180,7 +191,8 @@ def compile_kubeflow_v2(model: str, output_file: Optional[str] = None,
       raise EngineConfigError(f'compile {model}: Dataflow workers need this package: give --image '
                               '(also used as their --sdk_container_image) or --setup_file')
     workers_image = image  # the checkout's setup.py is not in the container
-  spec, config, inputs = settings.build_run(model, sdk_container_image=workers_image)
+  spec, config, inputs = settings.build_run(model, local_metadata=False,
+                                            sdk_container_image=workers_image)
   output_file = output_file or f'{model}_pipeline.json'
   kubeflow_v2_pipeline_job(spec, config, inputs, image, output_file)
   return os.path.abspath(output_file)

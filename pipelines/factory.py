@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from beam_runner import sdk_harness
@@ -28,7 +29,7 @@ from components import record_checks
 from components.anomalies_gate import AnomaliesGate
 from components.serving_check import ServingCheck, default_request_spec
 from model_fns.trainer import TrainerConfig, task_class
-from pipelines import fingerprint
+from pipelines import fingerprint, metadata_store
 from pipelines.spec import ModelSpec
 
 RUN_FN = 'model_fns.trainer.run_fn'
@@ -62,6 +63,10 @@ class RunConfig:
       preprocessing_fn for the keys it reads.
     command_line: the flags the user gave ({name: parsed value}); recorded in the run summary so
       that `--config` replays the run's data and engine choices as well as its resolved settings.
+    metadata_connection: the run's ML Metadata store when it is not the SQLite file at
+      `metadata_path`: a MySQL database (pipelines.metadata_store), password included (never
+      shown: not in the repr, and the run summary records `metadata_store.describe` of it).
+      Read it through `metadata_connection_config`.
   """
   output_dir: str
   model_type: Optional[str] = None
@@ -81,6 +86,8 @@ class RunConfig:
   mixed_precision: Optional[str] = None
   transform_settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
   command_line: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  metadata_connection: Optional[metadata_store_pb2.ConnectionConfig] = dataclasses.field(
+      default=None, repr=False)
 
   def __post_init__(self):
     if self.serving_model_dir is None:
@@ -92,7 +99,18 @@ class RunConfig:
 
   @property
   def metadata_path(self) -> str:
-    return os.path.join(self.output_dir, 'metadata.sqlite')
+    """The default ML Metadata store, `<output_dir>/metadata.sqlite`."""
+    return os.path.join(self.output_dir, metadata_store.SQLITE_FILE)
+
+  @property
+  def metadata_connection_config(self) -> metadata_store_pb2.ConnectionConfig:
+    """The run's ML Metadata store, as every reader and writer of it connects: the pipeline
+    (TFX's `metadata_connection_config`, hence its cache), the progress monitor, the run summary,
+    the run history and report, the interrupt and resume handling. `metadata_connection` when
+    set, else SQLite at `metadata_path`."""
+    if self.metadata_connection is not None:
+      return self.metadata_connection
+    return metadata_store.sqlite_config(self.metadata_path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -328,8 +346,9 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
     config: the run's settings, resolved or not (`resolve_config` is applied; idempotent).
     inputs: what the run reads (`RunInputs`), or just {split: raw data file}, already resolved
       and verified, e.g. {'train': '.../adult.data.gz', 'eval': '.../adult.test.gz'}.
-    local_metadata: connect to SQLite ML Metadata at `config.metadata_path`; False for an engine
-      that brings its own (Kubeflow, Vertex).
+    local_metadata: connect to the run's ML Metadata (`config.metadata_connection_config`: SQLite
+      at `config.metadata_path`, or a MySQL database); False for an engine that brings its own
+      (Kubeflow, Vertex).
 
   Building the pipeline also configures this process's Beam SDK harness (beam_runner.sdk_harness):
   with a local engine (LocalDagRunner, the `tfx` CLI, Airflow), the process that builds the
@@ -417,7 +436,5 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
       pipeline_root=config.pipeline_root,
       components=components,
       enable_cache=config.enable_cache,
-      metadata_connection_config=(
-          tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
-          if local_metadata else None),
+      metadata_connection_config=config.metadata_connection_config if local_metadata else None,
       beam_pipeline_args=list(config.beam_pipeline_args))

@@ -1,10 +1,12 @@
 """Run history of an output directory, read back from its ML Metadata store.
 
 Every `official-tfx run` into one `--output_dir` is one TFX pipeline run: LocalDagRunner records it
-in `metadata.sqlite` as a context of type `pipeline_run` whose name is the run id (TFX's default,
-the run's start time as an ISO timestamp, e.g. `2026-12-04T13:46:52.615520`), and associates every
-execution of that run with it, a stage served from the cache included (state CACHED). This module
-lists those runs, each with its metrics, blessing, pushed version and stages, and compares two.
+in the directory's ML Metadata store (`metadata.sqlite`, or the MySQL database recorded in
+`metadata_connection.pbtxt`: see pipelines.metadata_store) as a context of type `pipeline_run`
+whose name is the run id (TFX's default, the run's start time as an ISO timestamp, e.g.
+`2026-12-04T13:46:52.615520`), and associates every execution of that run with it, a stage
+served from the cache included (state CACHED). This module lists those runs, each with its
+metrics, blessing, pushed version and stages, and compares two.
 
 The runner keeps each run's summary as `<output_dir>/runs/<run id>/run_summary.json` (the run id
 above); where that file exists, its values (metrics, data, error) take precedence over what is
@@ -22,9 +24,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines import metadata
+from pipelines import metadata, metadata_store
 
-METADATA_FILE = 'metadata.sqlite'
+METADATA_FILE = metadata_store.SQLITE_FILE
 SUMMARY_FILE = 'run_summary.json'
 RUNS_DIR = 'runs'
 PIPELINE_RUN = 'pipeline_run'
@@ -33,7 +35,7 @@ NODE = 'node'
 
 
 def metadata_path(output_dir: str) -> str:
-  """`<output_dir>/metadata.sqlite`.
+  """`<output_dir>/metadata.sqlite`, the default store (`store_of` gives any directory's store).
 
   Raises:
     FileNotFoundError: there is no such file (no run has written this directory).
@@ -42,6 +44,18 @@ def metadata_path(output_dir: str) -> str:
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{output_dir} holds no run: {path} does not exist')
   return path
+
+
+def store_of(output_dir: str, connection: Optional[metadata_store.Where] = None):
+  """An MLMD store of the runs in `output_dir`: `connection` when given (a SQLite path or a
+  ConnectionConfig), else the directory's own (metadata_store.for_output_dir).
+
+  Raises:
+    FileNotFoundError: `output_dir` holds no run.
+    metadata_store.MetadataConnectionError: its store cannot be opened (one line).
+  """
+  return metadata.open_store(connection if connection is not None
+                             else metadata_store.for_output_dir(output_dir))
 
 
 def iso_time(ms: int) -> str:
@@ -127,15 +141,21 @@ def json_property(execution: metadata_store_pb2.Execution, name: str) -> Any:
   return value
 
 
-def run_id_since(output_dir: str, pipeline_name: str, since_ms: int) -> Optional[str]:
+def run_id_since(output_dir: str, pipeline_name: str, since_ms: int,
+                 connection: Optional[metadata_store.Where] = None) -> Optional[str]:
   """The run id (pipeline run context name) of the last run of `pipeline_name` with an execution
   created at or after `since_ms` (ms since the epoch): for the runner, the id of the run it just
   made (LocalDagRunner does not return it). None when there is none (no store, nothing ran).
+  `connection`: the run's store (default: the directory's own).
   """
-  path = os.path.join(output_dir, METADATA_FILE)
-  if not os.path.isfile(path):
+  if connection is None:
+    try:
+      connection = metadata_store.for_output_dir(output_dir)
+    except FileNotFoundError:
+      return None
+  if not metadata_store.exists(connection):
     return None
-  store = metadata.open_store(path)
+  store = metadata.open_store(connection)
   for context in reversed(run_contexts(store)):
     executions = run_executions(store, context)
     if any(p == pipeline_name and e.create_time_since_epoch >= since_ms
@@ -251,8 +271,9 @@ def _data_text(data: Mapping[str, Any]) -> str:
   return f'{data.get("file")} ({rows})'
 
 
-def list_runs(output_dir: str) -> List[Dict[str, Any]]:
-  """The pipeline runs recorded in `<output_dir>/metadata.sqlite`, oldest first.
+def list_runs(output_dir: str, connection: Optional[metadata_store.Where] = None
+              ) -> List[Dict[str, Any]]:
+  """The pipeline runs recorded in the store of `output_dir` (`store_of`), oldest first.
 
   Each is a dict: `run_id` (TFX's pipeline run context name), `model` (the pipeline name),
   `started` (local time text) and `started_ms`, `seconds` (from the run's start to its last
@@ -265,9 +286,10 @@ def list_runs(output_dir: str) -> List[Dict[str, Any]]:
   `error` and `summary_file` (the kept summary, or None).
 
   Raises:
-    FileNotFoundError: `output_dir` has no metadata.sqlite.
+    FileNotFoundError: `output_dir` holds no run (no metadata.sqlite, no recorded store).
+    metadata_store.MetadataConnectionError: its store cannot be opened.
   """
-  store = metadata.open_store(metadata_path(output_dir))
+  store = store_of(output_dir, connection)
   return [describe_run(store, context, output_dir) for context in run_contexts(store)]
 
 
@@ -347,15 +369,17 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def compare_runs(output_dir: str, a: Union[str, int], b: Union[str, int]) -> str:
+def compare_runs(output_dir: str, a: Union[str, int], b: Union[str, int],
+                 connection: Optional[metadata_store.Where] = None) -> str:
   """The metric and settings differences between two runs of `output_dir` (see `find_run` for
-  how `a` and `b` name them, `compare` for the text).
+  how `a` and `b` name them, `compare` for the text; `connection` as for `list_runs`).
 
   Raises:
-    FileNotFoundError: `output_dir` has no metadata.sqlite.
+    FileNotFoundError: `output_dir` holds no run.
+    metadata_store.MetadataConnectionError: its store cannot be opened.
     KeyError: `a` or `b` names no run, or more than one.
   """
-  runs = list_runs(output_dir)
+  runs = list_runs(output_dir, connection)
   return compare(find_run(runs, a), find_run(runs, b))
 
 
@@ -393,7 +417,7 @@ def main(argv: Sequence[str]) -> int:
       print(format_runs(list_runs(argv[0])))
     else:
       print(compare_runs(argv[0], argv[1], argv[2]))
-  except (FileNotFoundError, KeyError) as e:
+  except (FileNotFoundError, KeyError, metadata_store.MetadataConnectionError) as e:
     print(f'error: {e.args[0] if e.args else e}', file=sys.stderr)
     return 1
   return 0

@@ -1,7 +1,9 @@
 """Reading a run back from ML Metadata: live progress while it runs, and the run summary after.
 
 Stage times, cache hits, metrics, blessing and pushed model all come from the MLMD store the run
-wrote, so the summary is the same whether the run trained or was served from the cache.
+wrote, so the summary is the same whether the run trained or was served from the cache. The store
+is the run's SQLite file or a database server (pipelines.metadata_store): every function here takes
+either a SQLite path or an `ml_metadata.proto.ConnectionConfig`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import serving_check
 
+from pipelines import metadata_store
 from pipelines import progress as progress_lib
 
 _UNFINISHED = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
@@ -35,14 +38,14 @@ _TERMINAL = {metadata_store_pb2.Execution.COMPLETE: 'done',
              metadata_store_pb2.Execution.CANCELED: 'canceled'}
 
 
-def open_store(path: str, readonly: bool = True) -> mlmd.MetadataStore:
-  """An MLMD store over the SQLite file at `path` (created when missing, unless `readonly`)."""
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = path
-  config.sqlite.connection_mode = (metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-                                   if readonly else
-                                   metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
-  return mlmd.MetadataStore(config)
+def open_store(where: metadata_store.Where, readonly: bool = True) -> mlmd.MetadataStore:
+  """An MLMD store over `where`: the SQLite file at a path (created when missing, unless
+  `readonly`) or a ConnectionConfig (a MySQL database: see pipelines.metadata_store.connect).
+
+  Raises:
+    metadata_store.MetadataConnectionError: the store cannot be opened (one line).
+  """
+  return metadata_store.connect(where, readonly)
 
 
 @dataclasses.dataclass
@@ -118,8 +121,8 @@ def _unreferenced_folders(store: mlmd.MetadataStore, pipeline_root: str, node: s
       uri == folder or uri.startswith(folder + os.sep) for uri in referenced)]
 
 
-def close_unfinished(metadata_path: str, pipeline_name: str, pipeline_root: str, note: str,
-                     since_ms: Optional[int] = None) -> List[ClosedStage]:
+def close_unfinished(metadata_path: metadata_store.Where, pipeline_name: str, pipeline_root: str,
+                     note: str, since_ms: Optional[int] = None) -> List[ClosedStage]:
   """Marks the executions of `pipeline_name` still NEW or RUNNING as CANCELED, TFX's state for an
   execution that will not finish, and removes the artifact folders they had begun.
 
@@ -129,7 +132,8 @@ def close_unfinished(metadata_path: str, pipeline_name: str, pipeline_root: str,
   only on a local `pipeline_root`, and only those no artifact references.
 
   Args:
-    metadata_path: the run's ML Metadata SQLite file (nothing happens when it does not exist).
+    metadata_path: the run's ML Metadata: its SQLite file (nothing happens when it does not
+      exist) or a ConnectionConfig.
     pipeline_name: the pipeline whose executions to close.
     pipeline_root: where the components write their artifacts.
     note: why they were closed, stored as the execution's custom property `official_tfx_closed`.
@@ -138,7 +142,7 @@ def close_unfinished(metadata_path: str, pipeline_name: str, pipeline_root: str,
   Returns:
     The closed executions, in creation order.
   """
-  if not os.path.exists(metadata_path):
+  if not metadata_store.exists(metadata_path):
     return []
   store = open_store(metadata_path, readonly=False)
   unfinished = [e for e in store.get_executions()
@@ -226,11 +230,12 @@ class ProgressMonitor:
   (done or cached), e.g. the rows its ExampleGen left out; the display shows them.
 
   Args:
+    metadata_path: the run's ML Metadata (a SQLite path or a ConnectionConfig).
     out: the stream of the default plain display (None: `sys.stdout`); ignored with `display`.
     display: where to report (see `pipelines.progress.display_for`).
   """
 
-  def __init__(self, metadata_path: str, pipeline_name: str, node_ids: List[str],
+  def __init__(self, metadata_path: metadata_store.Where, pipeline_name: str, node_ids: List[str],
                since_ms: int, out: Optional[TextIO] = None, interval: float = 0.5,
                on_finished: Optional[Callable[[mlmd.MetadataStore, Stage], List[str]]] = None,
                display: Optional[progress_lib.Display] = None):
@@ -263,7 +268,7 @@ class ProgressMonitor:
   def _poll(self):
     try:
       if self._store is None:
-        if not os.path.exists(self._path):
+        if not metadata_store.exists(self._path):
           return  # the runner has not created the store yet
         self._store = open_store(self._path)
       stages = stages_since(self._store, self._pipeline, self._since)

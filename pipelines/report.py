@@ -48,7 +48,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tensorflow_model_analysis.metrics import metric_specs
 
 from pipelines import history
-from pipelines import metadata
+from pipelines import metadata_store
 from pipelines import report_svg
 from pipelines import spec as spec_lib
 
@@ -687,7 +687,7 @@ def _settings_rows(summary: Mapping[str, Any], executions) -> List[Tuple[str, st
   the run's settings (Trainer custom_config / train_args / eval_args, Transform custom_config and
   preprocessing_fn, ExampleGen's input and row ranges)."""
   rows = []
-  for key in ('model', 'model_type', 'wall_seconds', 'error', 'partial_run'):
+  for key in ('model', 'model_type', 'wall_seconds', 'error', 'partial_run', 'metadata'):
     if summary.get(key) is not None:
       rows.append(('run_summary.json', key, _text(summary[key])))
   wanted = {'Trainer': ('custom_config', 'train_args', 'eval_args', 'run_fn'),
@@ -731,7 +731,7 @@ def _rows_text(first: Optional[int], count: Optional[int]) -> str:
   return f'rows {first:,} to {first + count - 1:,} ({count:,} rows)'
 
 
-def _current_summary(output_dir: str, context, model: str) -> Dict[str, Any]:
+def _current_summary(output_dir: str, context, model: str, store) -> Dict[str, Any]:
   """`<output_dir>/run_summary.json` if it is the summary of the run `context`: its `run_id`
   names the run, or (a summary without one) `context` is the store's last run, the summary was
   written after it started and is of the same model. {} otherwise (a stale summary of an earlier
@@ -740,7 +740,6 @@ def _current_summary(output_dir: str, context, model: str) -> Dict[str, Any]:
   summary = _read_json(path) or {}
   if not summary or summary.get('model') not in (None, model):
     return {}
-  store = metadata.open_store(history.metadata_path(output_dir))
   if history.run_contexts(store)[-1].id != context.id:
     return {}  # an earlier run: the file is a later run's
   if summary.get('run_id') is not None:
@@ -750,14 +749,17 @@ def _current_summary(output_dir: str, context, model: str) -> Dict[str, Any]:
   return summary
 
 
-def collect(output_dir: str, model: Optional[str] = None,
-            run_id: Optional[str] = None) -> Dict[str, Any]:
+def collect(output_dir: str, model: Optional[str] = None, run_id: Optional[str] = None,
+            connection: Optional[metadata_store.Where] = None) -> Dict[str, Any]:
   """Everything the report shows, read from `output_dir`'s last pipeline run.
 
   Args:
-    output_dir: a run's output directory (metadata.sqlite, pipeline_root, run_summary.json).
+    output_dir: a run's output directory (its ML Metadata store: metadata.sqlite or the database
+      recorded in metadata_connection.pbtxt; pipeline_root, run_summary.json).
     model: report the last run of this pipeline (default: the last run of any).
     run_id: report this run (a pipeline run context name, see pipelines.history) instead.
+    connection: the store to read (a SQLite path or a ConnectionConfig); default the
+      directory's own.
 
   Returns:
     A dict of plain values and SVG strings (see report.html.j2 for its use): `run`, `summary`,
@@ -765,10 +767,11 @@ def collect(output_dir: str, model: Optional[str] = None,
     `evaluation`, `decision`, `caveats`.
 
   Raises:
-    FileNotFoundError: `output_dir` has no metadata.sqlite.
+    FileNotFoundError: `output_dir` holds no run (no metadata.sqlite, no recorded store).
+    metadata_store.MetadataConnectionError: its store cannot be opened (one line).
     ReportError: the store records no pipeline run (or none named `run_id`).
   """
-  store = metadata.open_store(history.metadata_path(output_dir))
+  store = history.store_of(output_dir, connection)
   context = _pick_run(store, model, run_id)
   executions = history.run_executions(store, context)
   run = history.describe_run(store, context, output_dir)
@@ -776,7 +779,8 @@ def collect(output_dir: str, model: Optional[str] = None,
   summary = history.stored_summary(output_dir, context.name)
   summary_source = f'runs/{context.name}/run_summary.json'
   if summary is None:
-    summary, summary_source = _current_summary(output_dir, context, model), history.SUMMARY_FILE
+    summary, summary_source = (_current_summary(output_dir, context, model, store),
+                               history.SUMMARY_FILE)
   if not summary:
     summary_source = None
   facts = _spec_facts(model)
@@ -997,8 +1001,8 @@ def render(report: Mapping[str, Any]) -> str:
   return _environment().get_template(TEMPLATE).render(**report)
 
 
-def write_report(output_dir: str, model: Optional[str] = None,
-                 model_card: bool = True) -> str:
+def write_report(output_dir: str, model: Optional[str] = None, model_card: bool = True,
+                 connection: Optional[metadata_store.Where] = None) -> str:
   """Writes `<output_dir>/report.html` on the last pipeline run there, and returns its path.
 
   Args:
@@ -1006,12 +1010,14 @@ def write_report(output_dir: str, model: Optional[str] = None,
     model: the pipeline to report on when the store holds several (default: the last run's).
     model_card: also write the report as `<pushed model>/assets.extra/model_card.html` when the
       run pushed a model (see `write_model_card`).
+    connection: the store to read (default: the directory's own; see `collect`).
 
   Raises:
-    FileNotFoundError: `output_dir` has no metadata.sqlite.
+    FileNotFoundError: `output_dir` holds no run.
+    metadata_store.MetadataConnectionError: its store cannot be opened (one line).
     ReportError: the store records no pipeline run.
   """
-  report = collect(output_dir, model)
+  report = collect(output_dir, model, connection=connection)
   page = render(report)
   path = os.path.join(output_dir, REPORT_FILE)
   _write_text(path, page)
@@ -1020,15 +1026,17 @@ def write_report(output_dir: str, model: Optional[str] = None,
   return path
 
 
-def write_model_card(output_dir: str, model: Optional[str] = None) -> Optional[str]:
+def write_model_card(output_dir: str, model: Optional[str] = None,
+                     connection: Optional[metadata_store.Where] = None) -> Optional[str]:
   """Writes the report of the last run as `assets.extra/model_card.html` beside the SavedModel
   it pushed, and returns that path; None when the run pushed nothing.
 
   Raises:
-    FileNotFoundError: `output_dir` has no metadata.sqlite.
+    FileNotFoundError: `output_dir` holds no run.
+    metadata_store.MetadataConnectionError: its store cannot be opened (one line).
     ReportError: the store records no pipeline run.
   """
-  report = collect(output_dir, model)
+  report = collect(output_dir, model, connection=connection)
   pushed = report['decision']['pushed_model']
   if not pushed:
     return None
@@ -1065,7 +1073,7 @@ def main(argv: Sequence[str]) -> int:
       _write_text(path, page)
     else:
       path = write_report(argv[0])
-  except (FileNotFoundError, ReportError) as e:
+  except (FileNotFoundError, ReportError, metadata_store.MetadataConnectionError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(path)

@@ -16,8 +16,9 @@ run adds `interrupted` (`signal`, `stage`, the unfinished artifact folders `remo
 run `partial_run` (`from_stage`, `to_stage`). `config` holds the run's settings with the model's
 defaults filled in (steps, batch size, hyperparameters, seeds, the Trainer's configuration) and
 `versions` the installed versions of this project, TFX, TensorFlow, Beam, TFT, TFMA and TFDV;
-`run_id` is TFX's pipeline run id. Each run's summary is also kept as
-`runs/<run id>/run_summary.json`, and `report.html` (pipelines.report) is written beside it.
+`run_id` is TFX's pipeline run id and `metadata` the ML Metadata store the run wrote
+(`sqlite:PATH` or `mysql://user@host:port/database`, never a password). Each run's summary is also
+kept as `runs/<run id>/run_summary.json`, and `report.html` (pipelines.report) is written beside it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as pipeline_lib
 
-from pipelines import fingerprint, history, metadata, report
+from pipelines import fingerprint, history, metadata, metadata_store, report
 from pipelines import progress as progress_lib
 from pipelines.factory import (RunConfig, RunInputs, create_pipeline, resolve_config,
                                trainer_config)
@@ -223,6 +224,11 @@ def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, st
         to_stage: Optional[str] = None) -> Dict[str, Any]:
   """Runs the pipeline of `spec` to the end and returns the run summary (also in run_summary.json).
 
+  The run's ML Metadata is `config.metadata_connection_config`: SQLite in the output directory, or
+  a MySQL database, which is connected to before anything is written (created when missing),
+  must belong to this output directory or to none, and is recorded there
+  (pipelines.metadata_store.claim) for `report`, `runs` and later runs.
+
   One run at a time per output directory (`run_lock`). Before it starts, executions that a killed
   run left unfinished in ML Metadata are marked CANCELED and the artifact folders they began are
   removed (`metadata.close_unfinished`). SIGINT and SIGTERM stop the run cleanly: its unfinished
@@ -243,6 +249,9 @@ def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, st
 
   Raises:
     OutputDirBusy: another run is writing `config.output_dir`.
+    metadata_store.MetadataConnectionError: the MySQL server cannot be reached, refuses the login,
+      cannot create the database, or the database holds another output directory's runs (before
+      anything is written).
     RunInterrupted: SIGINT or SIGTERM, after the summary has been written.
     Whatever stopped the run (a component's error: malformed rows, anomalies, ...), after the
     summary with its `error` has been written.
@@ -258,12 +267,17 @@ def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, st
   to_stage = check_stage(spec, to_stage, 'to_stage')
   pipeline = create_pipeline(spec, config, inputs)
   run_options = partial_run_options(pipeline, from_stage, to_stage)
+  if config.metadata_connection is not None:
+    metadata_store.hide_passwords_in_logs()  # TFX logs its connection config
+    metadata_store.check(config.metadata_connection, config.output_dir)
   os.makedirs(config.output_dir, exist_ok=True)
   say = (lambda line: None) if progress is False else (
       lambda line: print(line, file=progress, flush=True) if progress else print(line, flush=True))
   with run_lock(config.output_dir):
+    if config.metadata_connection is not None:
+      metadata_store.claim(config.metadata_connection, config.output_dir)
     abandoned = metadata.close_unfinished(
-        config.metadata_path, spec.name, config.pipeline_root,
+        config.metadata_connection_config, spec.name, config.pipeline_root,
         note='abandoned: the run that started it ended without finishing it')
     for stage in abandoned:
       say(f'  note: {stage.name} (execution {stage.execution_id}) was left running by an earlier '
@@ -281,7 +295,9 @@ def settings(spec: ModelSpec, config: RunConfig, trainer: Any) -> Dict[str, Any]
   `factory.resolve_config` (model type, train steps, batch size, hyperparameters), and the
   Trainer's whole configuration (strategy, seed, ...)."""
   del spec  # the resolved config holds what the spec defaulted
-  resolved = dataclasses.asdict(config)
+  resolved = dataclasses.asdict(dataclasses.replace(config, metadata_connection=None))
+  resolved['metadata_connection'] = (None if config.metadata_connection is None
+                                     else metadata_store.describe(config.metadata_connection))
   resolved['trainer'] = trainer.to_custom_config()
   return json.loads(json.dumps(resolved, default=str))
 
@@ -314,12 +330,14 @@ def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, mo
       else:
         # A stream: plain lines to it; None: a live table on a terminal, else plain lines.
         display = progress_lib.display_for(progress or None, node_ids)
-        with metadata.ProgressMonitor(config.metadata_path, spec.name, node_ids, since_ms,
+        with metadata.ProgressMonitor(config.metadata_connection_config, spec.name, node_ids,
+                                      since_ms,
                                       on_finished=_reported_inputs, display=display):
           tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
   except RunInterrupted as e:
     error = e
-    closed = metadata.close_unfinished(config.metadata_path, spec.name, config.pipeline_root,
+    closed = metadata.close_unfinished(config.metadata_connection_config, spec.name,
+                                       config.pipeline_root,
                                        note=f'interrupted ({e.signal_name})', since_ms=since_ms)
     interrupted = {'signal': e.signal_name,
                    'stage': closed[-1].name if closed else None,
@@ -327,14 +345,20 @@ def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, mo
   except Exception as e:  # pylint: disable=broad-except
     error = e
   wall = time.time() - started
-  summary = {'model': spec.name, 'model_type': model_type}
-  if os.path.exists(config.metadata_path):
-    summary.update(metadata.summarize(metadata.open_store(config.metadata_path), spec.name,
-                                      since_ms, dict(spec.evaluation.summary_metrics)))
-  else:
-    summary.update({'stages': [], 'metrics': {}, 'undefined_metrics': [], 'slices': {},
-                    'blessed': False, 'infra_blessing': None, 'pushed_model': None,
-                    'examples': {}, 'malformed': {}})
+  summary = {'model': spec.name, 'model_type': model_type,
+             'stages': [], 'metrics': {}, 'undefined_metrics': [], 'slices': {},
+             'blessed': False, 'infra_blessing': None, 'pushed_model': None, 'examples': {},
+             'malformed': {}}
+  connection = config.metadata_connection_config
+  run_id = None
+  try:
+    if metadata_store.exists(connection):
+      summary.update(metadata.summarize(metadata.open_store(connection), spec.name,
+                                        since_ms, dict(spec.evaluation.summary_metrics)))
+    run_id = history.run_id_since(config.output_dir, spec.name, since_ms, connection)
+  except metadata_store.MetadataConnectionError as e:  # the server went away during the run
+    logging.error('The run summary could not read ML Metadata: %s', e)
+    error = error or e
   examples = summary.pop('examples', {})
   data = {}
   for split, path in inputs.split_files.items():
@@ -350,15 +374,15 @@ def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, mo
     summary.update({'error': INTERRUPTED, 'interrupted': interrupted})
   else:
     summary['error'] = None if error is None else error_message(error)
-  run_id = history.run_id_since(config.output_dir, spec.name, since_ms)
   summary['run_id'] = run_id
+  summary['metadata'] = metadata_store.describe(connection)
   write_json_atomically(os.path.join(config.output_dir, SUMMARY_FILE), summary)
   if run_id:  # every run's summary is kept; the one at the top is the latest
     kept = history.summary_path(config.output_dir, run_id)
     os.makedirs(os.path.dirname(kept), exist_ok=True)
     write_json_atomically(kept, summary)
   try:  # the report (and the pushed model's card) of this run, failed or not
-    report.write_report(config.output_dir, model=spec.name)
+    report.write_report(config.output_dir, model=spec.name, connection=connection)
   except Exception:  # pylint: disable=broad-except
     logging.exception('The run report was not written')  # a report never fails a run
   return summary, error

@@ -1,7 +1,7 @@
 """The `official-tfx` flags and the run they describe: one definition for the command line
 (pipelines/cli.py) and for the engines' runner files (pipelines/engines.py).
 
-`build_run(model)` turns the parsed flags into (spec, RunConfig, {split: raw file}).
+`build_run(model)` turns the parsed flags into (spec, RunConfig, RunInputs).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from absl import app, flags
+from ml_metadata.proto import metadata_store_pb2
 
 from beam_runner import runners as beam_runners
 from model_fns.strategy import STRATEGIES
 from pipelines import spec as spec_lib
-from pipelines import factory, fingerprint
+from pipelines import factory, fingerprint, metadata_store
 from pipelines.factory import RunConfig, RunInputs
 from preprocessing import datasets
 
@@ -75,6 +76,24 @@ flags.DEFINE_string('environment_config', None, 'Flink / Spark: the harness\'s i
 BEAM_FLAGS = ('project', 'region', 'temp_location', 'staging_location', 'num_workers',
               'max_num_workers', 'machine_type', 'setup_file', 'sdk_container_image',
               'job_endpoint', 'environment_type', 'environment_config')
+# ML Metadata on a database server (pipelines.metadata_store); the password is never a flag.
+flags.DEFINE_string('metadata_mysql_host', None, 'Keep ML Metadata in a MySQL (or MariaDB) '
+                    'database on this server instead of <output_dir>/metadata.sqlite, as TFX does '
+                    'in production; with --metadata_mysql_database and --metadata_mysql_user, the '
+                    f'password in ${metadata_store.PASSWORD_ENV}. 127.0.0.1, not localhost, for '
+                    'TCP on this machine.')
+flags.DEFINE_integer('metadata_mysql_port', metadata_store.DEFAULT_MYSQL_PORT,
+                     'The MySQL server\'s port.', lower_bound=1, upper_bound=65535)
+flags.DEFINE_string('metadata_mysql_database', None, 'The ML Metadata database (MLMD creates it '
+                    'when missing, if the user may); one per --output_dir.')
+flags.DEFINE_string('metadata_mysql_user', None, 'The MySQL user of ML Metadata.')
+flags.DEFINE_string('metadata_connection_config', None, 'Keep ML Metadata where this file says: a '
+                    'text-format ml_metadata.proto.ConnectionConfig, TFX\'s own format, e.g. '
+                    '`mysql { host: "db" port: 3306 database: "mlmd" user: "tfx" }` (a socket '
+                    f'instead of the host; the password, if not in the file, from '
+                    f'${metadata_store.PASSWORD_ENV}). Instead of --metadata_mysql_*.')
+METADATA_FLAGS = ('metadata_mysql_host', 'metadata_mysql_port', 'metadata_mysql_database',
+                  'metadata_mysql_user', 'metadata_connection_config')
 flags.DEFINE_boolean('enable_cache', True, 'Reuse the outputs of unchanged components.')
 flags.DEFINE_float('max_malformed_fraction', None, 'Fail when more than this fraction of a '
                    'split\'s raw rows is malformed; default: the model\'s (census 0.001, higgs 0: '
@@ -316,10 +335,10 @@ def check_flags(spec: spec_lib.ModelSpec) -> None:
 # Flags of the other commands, which a --config file does not set.
 _OTHER_COMMANDS = ('config', 'compare', 'input', 'output', 'output_format', 'with_labels',
                    'model_dir')
-# Where a recorded run wrote and read on its machine, and which of its stages ran: a summary
-# replay leaves these to the new command line.
+# Where a recorded run wrote and read on its machine (its ML Metadata store included), and which
+# of its stages ran: a summary replay leaves these to the new command line.
 _PLACES = ('output_dir', 'pipeline_root', 'serving_model_dir', 'data_root', 'cache_dir',
-           'from_stage', 'to_stage', 'image', 'output_file')
+           'from_stage', 'to_stage', 'image', 'output_file') + METADATA_FLAGS
 _PATH_FLAGS = DATA_FLAGS + ('vocab_file', 'synsets_file', 'setup_file')
 
 
@@ -437,18 +456,87 @@ def _command_line() -> Dict[str, Any]:
   return given
 
 
-def build_run(model: str, sdk_container_image: Optional[str] = None
+def given_metadata_connection() -> Optional[metadata_store_pb2.ConnectionConfig]:
+  """The ML Metadata store the flags name: --metadata_connection_config's file, or a MySQL
+  database from --metadata_mysql_host / _port / _database / _user and the password in
+  $OFFICIAL_TFX_METADATA_MYSQL_PASSWORD; None when no such flag is given.
+
+  Raises:
+    app.UsageError: both kinds of flags, a MySQL flag without the others it needs, or a file
+      that is unreadable or not a usable ConnectionConfig (one line).
+  """
+  mysql = [name for name in METADATA_FLAGS[:-1] if FLAGS[name].present]
+  path = FLAGS.metadata_connection_config
+  if path and mysql:
+    raise app.UsageError(f'--metadata_connection_config and --{mysql[0]} are alternatives: give '
+                         'one of them')
+  if path:
+    try:
+      return metadata_store.read_config_file(path)
+    except ValueError as e:
+      raise app.UsageError(f'--metadata_connection_config {e}') from None
+  if not mysql:
+    return None
+  missing = [f'--{name}' for name in ('metadata_mysql_host', 'metadata_mysql_database',
+                                      'metadata_mysql_user') if not getattr(FLAGS, name)]
+  if missing:
+    raise app.UsageError(f'ML Metadata on MySQL needs {" and ".join(missing)} too (the password '
+                         f'in ${metadata_store.PASSWORD_ENV})')
+  try:
+    return metadata_store.mysql_config(FLAGS.metadata_mysql_host, FLAGS.metadata_mysql_port,
+                                       FLAGS.metadata_mysql_database, FLAGS.metadata_mysql_user)
+  except ValueError as e:
+    raise app.UsageError(f'--metadata_mysql_*: {e}') from None
+
+
+def metadata_connection(output_dir: str, check: bool = True
+                        ) -> Optional[metadata_store_pb2.ConnectionConfig]:
+  """The ML Metadata store of a run into `output_dir` (RunConfig.metadata_connection): the one
+  the flags name (`given_metadata_connection`), else the one recorded in `output_dir` by an
+  earlier run; None for the default, `<output_dir>/metadata.sqlite`.
+
+  Args:
+    output_dir: the run's output directory (absolute).
+    check: connect to a store other than the default now, creating a server's database when
+      missing, and check that it belongs to `output_dir` or to none (nothing is written to
+      `output_dir`).
+
+  Raises:
+    app.UsageError: bad metadata flags, or a store other than the one `output_dir`'s earlier
+      runs were recorded in.
+    metadata_store.MetadataConnectionError: the server is down, refuses the login, cannot create
+      the database, or the database holds another output directory's runs (one line naming
+      host:port/database and the reason).
+  """
+  try:
+    connection = metadata_store.choose(output_dir, given_metadata_connection())
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  if connection is not None and check:
+    metadata_store.check(connection, output_dir)
+  return connection
+
+
+def build_run(model: str, local_metadata: bool = True, sdk_container_image: Optional[str] = None
               ) -> Tuple[spec_lib.ModelSpec, RunConfig, RunInputs]:
   """The spec, the resolved run settings (`factory.resolve_config`) and what the run reads
   (`factory.RunInputs`: files, row ranges, digests, side files) of `model`, from the parsed flags.
 
+  Args:
+    model: a registered model name.
+    local_metadata: False for an engine that brings its own ML Metadata (Kubeflow, Vertex): the
+      metadata flags are then not read.
+    sdk_container_image: the Beam workers' image when `--sdk_container_image` is not given (a
+      compiled Kubeflow pipeline's Dataflow workers run the components' image).
+
   Shared by `official-tfx run` and the engines' runner files (pipelines/engines.py). Resolves and
-  verifies the dataset's files (downloading them into the cache when there is no data root).
-  `sdk_container_image` is the Beam workers' image when `--sdk_container_image` is not given (a
-  compiled Kubeflow pipeline's Dataflow workers run the components' image).
+  verifies the dataset's files (downloading them into the cache when there is no data root), and
+  connects to the run's ML Metadata when it is on a server (`metadata_connection`), before the
+  pipeline is built.
 
   Raises:
-    app.UsageError: bad --hparams.
+    app.UsageError: bad --hparams or metadata flags.
+    metadata_store.MetadataConnectionError: the ML Metadata server cannot be used (one line).
     KeyError: unknown model.
     ValueError: bad model type, hyperparameter, strategy or row range.
     beam_runners.BeamOptionsError: wrong or missing Beam runner options.
@@ -457,6 +545,7 @@ def build_run(model: str, sdk_container_image: Optional[str] = None
   spec = spec_lib.get(model)
   hparams = _hparams(spec)
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
+  connection = metadata_connection(output_dir) if local_metadata else None
   config = RunConfig(
       output_dir=output_dir, model_type=FLAGS.model_type, train_steps=FLAGS.train_steps,
       batch_size=FLAGS.batch_size, hparams=hparams,
@@ -469,7 +558,8 @@ def build_run(model: str, sdk_container_image: Optional[str] = None
       enable_cache=FLAGS.enable_cache and not FLAGS.from_stage,
       max_malformed_fraction=FLAGS.max_malformed_fraction,
       transform_statistics=FLAGS.transform_statistics,
-      transform_analyzer_cache=FLAGS.transform_analyzer_cache)
+      transform_analyzer_cache=FLAGS.transform_analyzer_cache,
+      metadata_connection=connection)
   # Every default resolved once (a bad model type or hparam is a usage error, found now).
   config = factory.resolve_config(spec, dataclasses.replace(config, command_line=_command_line()))
   split_files, canonical, resolved = _split_files(spec)

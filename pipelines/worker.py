@@ -3,7 +3,9 @@
   python -m pipelines.worker --metadata_path=<output_dir>/metadata.sqlite --pipeline_name=census \
       --serving_model_dir=DIR [--model_run_dir=DIR] [--train_steps=N] [--model_type=TYPE]
 
-with the cluster in $TF_CONFIG, e.g.
+(for a run whose ML Metadata is on MySQL, `--metadata_connection_config=<output_dir>/metadata_
+connection.pbtxt` or the `--metadata_mysql_*` flags instead of --metadata_path, the password in
+$OFFICIAL_TFX_METADATA_MYSQL_PASSWORD) with the cluster in $TF_CONFIG, e.g.
 `{"cluster": {"worker": ["localhost:p0", "localhost:p1"]}, "task": {"type": "worker", "index": 0}}`,
 one process per task. This is what a multi-worker TFX Trainer does (Vertex AI Training starts the
 same `run_fn` once per replica with its TF_CONFIG): the worker reads the inputs of the pipeline's
@@ -29,8 +31,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app, flags, logging
 
+from pipelines import metadata_store
 from pipelines.factory import is_remote
-from pipelines.settings import FLAGS
+from pipelines.settings import FLAGS, given_metadata_connection
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:port", "host1:port"]}, '
                      '"task": {"type": "worker", "index": 0}}')
 
@@ -118,25 +121,30 @@ def _property(execution: Any, name: str) -> Optional[str]:
   return None
 
 
-def read_trainer_inputs(metadata_path: str, pipeline_name: str) -> TrainerInputs:
-  """The inputs of the latest Trainer execution of `pipeline_name` in an ML Metadata SQLite file.
+def read_trainer_inputs(metadata_path: metadata_store.Where, pipeline_name: str) -> TrainerInputs:
+  """The inputs of the latest Trainer execution of `pipeline_name` in a run's ML Metadata: its
+  SQLite file, or a ConnectionConfig (a MySQL database).
 
   Raises:
-    WorkerError: no file at `metadata_path`, no Trainer execution of that pipeline in it (the
-      message lists the pipeline's nodes found), or an execution without examples input or
-      custom_config.
+    WorkerError: no file at `metadata_path`, a store that cannot be opened, no Trainer execution
+      of that pipeline in it (the message lists the pipeline's nodes found), or an execution
+      without examples input or custom_config.
   """
-  if not os.path.isfile(metadata_path):
+  if isinstance(metadata_path, str) and not os.path.isfile(metadata_path):
     raise WorkerError(f'no ML Metadata file at {metadata_path}: expected the metadata.sqlite of '
                       f'a finished run (<output_dir>/metadata.sqlite)')
+  where_text = (metadata_path if isinstance(metadata_path, str)
+                else metadata_store.describe(metadata_path))
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
   from pipelines.metadata import open_store  # pylint: disable=import-outside-toplevel
 
   try:
     store = open_store(metadata_path)
     node = store.get_context_by_type_and_name('node', f'{pipeline_name}.Trainer')
+  except metadata_store.MetadataConnectionError as e:
+    raise WorkerError(str(e)) from None
   except Exception as e:  # pylint: disable=broad-except
-    raise WorkerError(f'cannot read ML Metadata at {metadata_path}: {type(e).__name__}: {e}')
+    raise WorkerError(f'cannot read ML Metadata at {where_text}: {type(e).__name__}: {e}')
   executions = store.get_executions_by_context(node.id) if node is not None else []
   if not executions:
     try:
@@ -144,7 +152,7 @@ def read_trainer_inputs(metadata_path: str, pipeline_name: str) -> TrainerInputs
                      if c.name.startswith(pipeline_name + '.'))
     except Exception:  # pylint: disable=broad-except
       nodes = []
-    raise WorkerError(f'no Trainer execution of pipeline {pipeline_name!r} in {metadata_path} '
+    raise WorkerError(f'no Trainer execution of pipeline {pipeline_name!r} in {where_text} '
                       f'(its nodes there: {", ".join(nodes) or "none"}): run the pipeline first')
   execution = max(executions, key=lambda e: (e.create_time_since_epoch, e.id))
   events = store.get_events_by_execution_ids([execution.id])
@@ -154,7 +162,7 @@ def read_trainer_inputs(metadata_path: str, pipeline_name: str) -> TrainerInputs
       continue
     key = event.path.steps[0].key
     inputs.setdefault(key, []).extend(store.get_artifacts_by_id([event.artifact_id]))
-  where = f'Trainer execution {execution.id} of {pipeline_name!r} in {metadata_path}'
+  where = f'Trainer execution {execution.id} of {pipeline_name!r} in {where_text}'
   if not inputs.get('examples'):
     raise WorkerError(f'{where} has no examples input')
   custom_config = _property(execution, 'custom_config')
@@ -208,7 +216,8 @@ def fn_args(inputs: TrainerInputs, serving_model_dir: str, model_run_dir: str,
 
 
 flags.DEFINE_string('metadata_path', None, 'ML Metadata SQLite file of a finished run '
-                    '(<output_dir>/metadata.sqlite).')
+                    '(<output_dir>/metadata.sqlite); for ML Metadata on MySQL, the '
+                    '--metadata_connection_config or --metadata_mysql_* flags instead.')
 flags.DEFINE_string('pipeline_name', 'census', 'The pipeline whose latest Trainer inputs to use.')
 flags.DEFINE_string('model_run_dir', None, 'Where the chief writes TensorBoard logs and '
                     'eval_metrics.json; default: model_run beside --serving_model_dir.')
@@ -224,12 +233,18 @@ def _absolute(path: str) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
-  if not FLAGS.metadata_path or not FLAGS.serving_model_dir:
-    raise app.UsageError('--metadata_path and --serving_model_dir are required')
+  connection = given_metadata_connection()
+  if not (FLAGS.metadata_path or connection) or not FLAGS.serving_model_dir:
+    raise app.UsageError('--metadata_path (or --metadata_connection_config, --metadata_mysql_*) '
+                         'and --serving_model_dir are required')
+  if FLAGS.metadata_path and connection:
+    raise app.UsageError('--metadata_path and the --metadata_connection_config / '
+                         '--metadata_mysql_* flags are alternatives: give one')
   logging.set_verbosity(logging.INFO)
   try:
     task = check_tf_config(os.environ)
-    inputs = read_trainer_inputs(os.path.abspath(FLAGS.metadata_path), FLAGS.pipeline_name)
+    inputs = read_trainer_inputs(connection or os.path.abspath(FLAGS.metadata_path),
+                                 FLAGS.pipeline_name)
     serving_model_dir = _absolute(FLAGS.serving_model_dir)
     model_run_dir = _absolute(FLAGS.model_run_dir or os.path.join(
         os.path.dirname(serving_model_dir.rstrip('/')), 'model_run'))

@@ -2,9 +2,11 @@
 score a census SavedModel."""
 
 import html.parser
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -46,6 +48,26 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
   """`official-tfx ARGS...` in a fresh process; returns the finished process (text output)."""
   return subprocess.run([sys.executable, '-m', 'pipelines.cli', *args], capture_output=True,
                         text=True, timeout=timeout, check=False)
+
+
+def cli_in_process(args: Sequence[str]) -> Tuple[int, str]:
+  """(exit status, stderr) of `official-tfx ARGS` run in this process, flags parsed as absl's
+  app.run parses them (a flag parsing error is what absl prints for it)."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from pipelines import cli  # pylint: disable=import-outside-toplevel
+  argv = ['official-tfx', *args]
+  flags.FLAGS.unparse_flags()
+  stderr = io.StringIO()
+  try:
+    try:
+      remaining = flags.FLAGS(argv)
+    except flags.Error as e:
+      return 1, f'FATAL Flags parsing error: {e}'
+    with redirect_stderr(stderr), redirect_stdout(io.StringIO()):
+      status = cli.main(remaining)
+    return status, stderr.getvalue()
+  finally:
+    flags.FLAGS.unparse_flags()
 
 
 def census_serving_accuracy(model_dir: str, lines: Sequence[str], batch_size: int = 4096) -> float:

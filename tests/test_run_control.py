@@ -2,14 +2,12 @@
 closing executions a killed run left RUNNING in ML Metadata, the `malformed` summary, Beam stage
 names stripped from messages, and usage errors reported before anything is written."""
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
 import weakref
-from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
@@ -215,24 +213,7 @@ USAGE_CASES = [
 ]
 
 
-def _cli_in_process(args):
-  """(exit status, stderr) of `official-tfx ARGS` run in this process, flags parsed as absl's
-  app.run parses them (a flag parsing error is what absl prints for it)."""
-  from absl import flags
-  from pipelines import cli
-  argv = ['official-tfx', *args]
-  flags.FLAGS.unparse_flags()
-  stderr = io.StringIO()
-  try:
-    try:
-      remaining = flags.FLAGS(argv)
-    except flags.Error as e:
-      return 1, f'FATAL Flags parsing error: {e}'
-    with redirect_stderr(stderr), redirect_stdout(io.StringIO()):
-      status = cli.main(remaining)
-    return status, stderr.getvalue()
-  finally:
-    flags.FLAGS.unparse_flags()
+_cli_in_process = helpers.cli_in_process
 
 
 @pytest.mark.parametrize('args,message', USAGE_CASES, ids=[' '.join(a) for a, _ in USAGE_CASES])
