@@ -119,3 +119,25 @@ def report_cells(page: str) -> Dict[Tuple[Any, Any, str], str]:
   parser = _ReportCells()
   parser.feed(page)
   return parser.cells
+
+
+def check_report_screenshot(report_path: str, shot: str) -> None:
+  """Renders a report.html in headless Chromium (no network: a file:// page) into the PNG `shot`
+  and checks what it shows: a 1280 x 4000 page of text, tables and charts (more than 50 colours),
+  under the report's header bar (#263238: the inline stylesheet applied). Skips the calling
+  test when Chromium is not installed (`.ci/run` installs Debian's `chromium`)."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  import pytest  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel  # in the lock (tensorboard)
+  browser = shutil.which('chromium') or shutil.which('chromium-browser')
+  if browser is None:
+    pytest.skip('chromium is not installed (apt-get install -y chromium)')
+  subprocess.run([browser, '--headless', '--no-sandbox', '--disable-gpu',
+                  f'--screenshot={shot}', '--window-size=1280,4000',
+                  'file://' + os.path.abspath(report_path)],
+                 capture_output=True, timeout=180, check=False)
+  image = Image.open(shot).convert('RGB')
+  assert image.size == (1280, 4000)
+  colours = image.resize((128, 400)).getcolors(maxcolors=100_000)
+  assert colours is not None and len(colours) > 50  # text, tables and charts, not a blank page
+  assert image.getpixel((5, 5)) == (0x26, 0x32, 0x38)

@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -205,21 +204,7 @@ def test_report_of_the_unblessed_run_names_the_failed_threshold(runs):
 
 @pytest.mark.e2e
 def test_screenshot_in_headless_chromium(written, tmp_path):
-  browser = shutil.which('chromium') or shutil.which('chromium-browser')
-  if browser is None:
-    pytest.skip('chromium is not installed (apt-get install -y chromium)')
-  shot = tmp_path / 'report.png'
-  subprocess.run([browser, '--headless', '--no-sandbox', '--disable-gpu',
-                  f'--screenshot={shot}', '--window-size=1280,4000',
-                  'file://' + os.path.abspath(written[2])],
-                 capture_output=True, timeout=180, check=False)
-  from PIL import Image  # pillow is in the lock (via tensorboard)
-  image = Image.open(shot).convert('RGB')
-  assert image.size == (1280, 4000)
-  colours = image.resize((128, 400)).getcolors(maxcolors=100_000)
-  assert colours is not None and len(colours) > 50  # text, tables and charts, not a blank page
-  # The header bar (#263238) at the top: the stylesheet was applied.
-  assert image.getpixel((5, 5)) == (0x26, 0x32, 0x38)
+  helpers.check_report_screenshot(written[2], tmp_path / 'report.png')
 
 
 # ---------------------------------------------------------------------------------------------

@@ -213,3 +213,10 @@ def test_wmt_predict_translates_english_lines_as_the_served_model(synthetic_run,
   served = tf.saved_model.load(model_dir).signatures['translate'](inputs=tf.constant(english))
   assert [r['outputs'] for r in records] == [
       t.decode('utf-8') for t in served['outputs'].numpy()]
+
+
+@pytest.mark.parametrize('model', ['mnist', 'movielens', 'mrpc'])  # census's: tests/test_report.py
+def test_report_renders_offline_in_headless_chromium(model, synthetic_run, tmp_path):
+  config, _ = synthetic_run(model)
+  helpers.check_report_screenshot(os.path.join(config.output_dir, report.REPORT_FILE),
+                                  str(tmp_path / f'{model}.png'))
