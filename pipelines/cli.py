@@ -44,7 +44,8 @@ if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'official-tfx':
 from absl import app, flags, logging
 
 from pipelines import spec as spec_lib
-from pipelines.settings import FLAGS, apply_config_file, build_run, check_flags
+from pipelines.settings import (FLAGS, apply_config_file, build_run, check_beam_services,
+                                check_flags)
 from preprocessing import datasets
 
 USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
@@ -116,6 +117,9 @@ def run_command(model: str) -> int:
   else:
     console.to_log(log_path)
     logging.set_verbosity(logging.INFO)
+  # The job server jar (fetched on first use), the job service, the master and the worker pool
+  # that the Beam runner flags name: a one-line usage error before any stage runs.
+  check_beam_services(say=print)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.
   try:
     spec, config, split_files = build_run(model)  # bad flags raise: main() reports them

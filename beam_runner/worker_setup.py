@@ -1,0 +1,13 @@
+"""Imported by every Beam SDK worker of a remote or portable runner when it starts.
+
+`beam_runner.runners.worker_args` names this module (and the model's op libraries) in the
+pipeline's `--beam_plugins`, which Beam's SDK worker (`sdk_worker_main`: Beam's SDK containers,
+PROCESS environments, Dataflow) and this project's worker pool (`beam_runner.worker_pool`) import
+before the first bundle. Importing it applies the harness configuration of beam_runner.sdk_harness
+in the worker, as `pipelines.factory.create_pipeline` does in the launching process (whose harness
+runs the Beam stages with DirectRunner and LOOPBACK).
+"""
+
+from beam_runner import sdk_harness
+
+sdk_harness.configure()
