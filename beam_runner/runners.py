@@ -421,3 +421,16 @@ def check_services(config: BeamRunnerConfig, say: Callable[[str], None] = lambda
           f'--environment_config={config.environment_config}: no Beam SDK worker pool answers '
           f'there ({problem}); start one with `python -m beam_runner.worker_pool '
           f'--service_port={config.environment_config.rsplit(":", 1)[-1]}` where the workers run')
+
+
+def prefetch_job_server_jars(say: Callable[[str], None] = print) -> bool:
+  """Fetches Beam's default Flink and Spark job server jars into Beam's cache unless they are
+  there (.ci/run, for the slow tests). Returns whether both are there; `say` gets each problem."""
+  ready = True
+  for runner in ('flink', 'spark'):
+    try:
+      check_services(BeamRunnerConfig(runner=runner), say=say)
+    except BeamOptionsError as e:
+      say(f'{runner}: {e}')
+      ready = False
+  return ready
