@@ -106,6 +106,9 @@ def run_command(model: str) -> int:
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   check_output_dir(output_dir)
   check_flags(spec)
+  # The job server jar (fetched on first use), the job service, the master and the worker pool
+  # that the Beam runner flags name: a one-line usage error before anything is written.
+  check_beam_services(say=print)
   try:
     os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
   except OSError as e:
@@ -117,9 +120,6 @@ def run_command(model: str) -> int:
   else:
     console.to_log(log_path)
     logging.set_verbosity(logging.INFO)
-  # The job server jar (fetched on first use), the job service, the master and the worker pool
-  # that the Beam runner flags name: a one-line usage error before any stage runs.
-  check_beam_services(say=print)
   from pipelines import runner  # imports TFX: after flag checks, so usage errors are quick.
   try:
     spec, config, split_files = build_run(model)  # bad flags raise: main() reports them
