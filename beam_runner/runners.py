@@ -202,10 +202,11 @@ def _portable_args(c: BeamRunnerConfig, errors: List[str]) -> List[str]:
   else:
     args = ['--runner=PortableRunner', f'--job_endpoint={endpoint}']
   environment = (c.environment_type or ('LOOPBACK' if runs_here(c) else '')).upper()
-  if not environment and not errors:
-    errors.append(f'{name} on another machine needs --environment_type: its workers cannot run '
-                  'in this process (LOOPBACK); give EXTERNAL (a worker pool\'s host:port in '
-                  '--environment_config), PROCESS or DOCKER (an SDK image with this package)')
+  if not environment:
+    if not errors:  # (a wrong endpoint or master says more)
+      errors.append(f'{name} on another machine needs --environment_type: its workers cannot '
+                    'run in this process (LOOPBACK); give EXTERNAL (a worker pool\'s host:port '
+                    'in --environment_config), PROCESS or DOCKER (an SDK image with this package)')
   elif environment not in ENVIRONMENT_TYPES:
     errors.append(f'--environment_type={c.environment_type!r}: expected one of '
                   f'{", ".join(ENVIRONMENT_TYPES)}')
@@ -243,9 +244,11 @@ def pipeline_args(config: BeamRunnerConfig) -> List[str]:
 
   Returns:
     e.g. [] (in-process DirectRunner), ['--runner=DirectRunner', '--direct_running_mode=
-    multi_processing', '--direct_num_workers=2'], or ['--runner=DataflowRunner',
+    multi_processing', '--direct_num_workers=2'], ['--runner=DataflowRunner',
     '--project=p', '--region=us-central1', '--temp_location=gs://b/tmp', ...,
-    '--setup_file=/path/to/setup.py'].
+    '--setup_file=/path/to/setup.py'], ['--runner=FlinkRunner', '--flink_master=[local]',
+    '--flink_version=1.18', '--environment_type=LOOPBACK'] or ['--runner=PortableRunner',
+    '--job_endpoint=embed', '--environment_type=EXTERNAL', '--environment_config=host:50000'].
 
   Raises:
     BeamOptionsError: an unknown runner, or options missing or wrong for it; the message lists

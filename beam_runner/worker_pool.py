@@ -29,6 +29,11 @@ import tempfile
 import time
 from typing import List, Optional
 
+# As in the launching process (pipelines.cli), before anything imports TensorFlow: tf.Transform
+# 1.16 needs Keras 2. The workers inherit the pool's environment.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 _LOGGER = logging.getLogger(__name__)
 
 

@@ -5,9 +5,14 @@ pipeline's `--beam_plugins`, which Beam's SDK worker (`sdk_worker_main`: Beam's 
 PROCESS environments, Dataflow) and this project's worker pool (`beam_runner.worker_pool`) import
 before the first bundle. Importing it applies the harness configuration of beam_runner.sdk_harness
 in the worker, as `pipelines.factory.create_pipeline` does in the launching process (whose harness
-runs the Beam stages with DirectRunner and LOOPBACK).
+runs the Beam stages with DirectRunner and LOOPBACK). It also selects Keras 2, as the launching
+process does (pipelines.cli), for a worker that has not imported TensorFlow yet.
 """
 
-from beam_runner import sdk_harness
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2
+
+from beam_runner import sdk_harness  # pylint: disable=wrong-import-position
 
 sdk_harness.configure()
