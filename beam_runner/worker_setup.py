@@ -9,6 +9,7 @@ runs the Beam stages with DirectRunner and LOOPBACK). It also selects Keras 2, a
 process does (pipelines.cli), for a worker that has not imported TensorFlow yet.
 """
 
+import logging
 import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2
@@ -16,3 +17,6 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Ker
 from beam_runner import sdk_harness  # pylint: disable=wrong-import-position
 
 sdk_harness.configure()
+logging.getLogger(__name__).info(
+    'official-tfx worker setup: Beam SDK harness configured (state cache weighing without the '
+    'walk over module globals: %s)', not sdk_harness.state_cache_walks_module_globals())

@@ -185,4 +185,7 @@ def test_beam_stages_on_external_workers_that_cannot_see_the_checkout(model, dir
   plugins = 'tensorflow_decision_forests' if model == 'higgs' else (
       'tensorflow_text' if model == 'mrpc' else 'beam_runner.worker_setup')
   assert f"'beam_plugins': ['beam_runner.worker_setup'" in log and plugins in log
+  # beam_runner.worker_setup ran in the workers: their harness is configured as this process's.
+  assert ('official-tfx worker setup: Beam SDK harness configured (state cache weighing without '
+          'the walk over module globals: True)') in log
   assert REPO not in log.split('this package from ')[1].split()[0]
