@@ -1,8 +1,10 @@
 """Settings of the Beam SDK harness that runs in this process.
 
-The in-process DirectRunner, and Flink or Spark with `--environment_type=LOOPBACK`, execute the
-Beam stages of ExampleGen, StatisticsGen, Transform and the Evaluator in the process that runs the
-pipeline. Their harness keeps a state cache (side inputs, e.g. tf.Transform's analyzer results)
+The in-process DirectRunner, and Flink, Spark or the portable runner with
+`--environment_type=LOOPBACK`, execute the Beam stages of ExampleGen, StatisticsGen, Transform and
+the Evaluator in the process that runs the pipeline (pipelines.factory configures it). Workers in
+other processes configure theirs when they start, by importing beam_runner.worker_setup (named in
+the pipeline's `--beam_plugins`). Their harness keeps a state cache (side inputs, e.g. tf.Transform's analyzer results)
 and weighs every value it loads with `objsize.get_deep_size`.
 
 objsize's default excludes module globals from the size. It finds them by walking the globals of

@@ -50,8 +50,8 @@ from absl import app, flags, logging
 
 from pipelines import metadata_store
 from pipelines import spec as spec_lib
-from pipelines.settings import (FLAGS, apply_config_file, build_run, check_flags,
-                                given_metadata_connection, metadata_connection)
+from pipelines.settings import (FLAGS, apply_config_file, build_run, check_beam_services,
+                                check_flags, given_metadata_connection, metadata_connection)
 from preprocessing import datasets
 
 USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
@@ -115,6 +115,9 @@ def run_command(model: str) -> int:
   # A MySQL server that is down, refuses the login or cannot create the database is one line
   # now (main() prints it), before anything is written.
   connection = metadata_connection(output_dir)
+  # The job server jar (fetched on first use), the job service, the master and the worker pool
+  # that the Beam runner flags name: a one-line usage error before anything is written.
+  check_beam_services(say=print)
   try:
     os.makedirs(os.path.join(output_dir, 'logs'), exist_ok=True)
   except OSError as e:

@@ -24,6 +24,7 @@ from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from beam_runner import runners as beam_runners
 from beam_runner import sdk_harness
 from components import record_checks
 from components.anomalies_gate import AnomaliesGate
@@ -352,7 +353,9 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
 
   Building the pipeline also configures this process's Beam SDK harness (beam_runner.sdk_harness):
   with a local engine (LocalDagRunner, the `tfx` CLI, Airflow), the process that builds the
-  pipeline is the one that runs its Beam stages.
+  pipeline is the one that runs its Beam stages with DirectRunner or LOOPBACK. Other workers
+  configure theirs, and register the spec's op libraries, through `--beam_plugins`
+  (beam_runner.runners.worker_args).
 
   Returns:
     A tfx.dsl.Pipeline named `spec.name`, rooted at `config.pipeline_root`.
@@ -437,4 +440,7 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
       components=components,
       enable_cache=config.enable_cache,
       metadata_connection_config=config.metadata_connection_config if local_metadata else None,
-      beam_pipeline_args=list(config.beam_pipeline_args))
+      # A remote or portable runner's workers import the model's op libraries and the harness
+      # configuration when they start (--beam_plugins); DirectRunner's args stay as they are.
+      beam_pipeline_args=beam_runners.worker_args(config.beam_pipeline_args,
+                                                  list(spec.serving_op_modules)))

@@ -439,7 +439,9 @@ def predict(model: str, input_pattern: str, output: str, output_format: str = 'j
     raise PredictError(f'--output {output}: {folder} is not a writable folder')
   work = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.shards.', dir=folder)
   try:
-    with beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args))) as pipeline:
+    options = PipelineOptions(beam_runners.worker_args(list(beam_pipeline_args),
+                                                       list(spec.serving_op_modules)))
+    with beam.Pipeline(options=options) as pipeline:
       build_pipeline(pipeline, reader, sources, model_path, spec.serving_op_modules,
                      os.path.join(work, 'records'))
     records, summary = collect(os.path.join(work, 'records'),
@@ -490,6 +492,7 @@ def main(model: str) -> int:
     beam_args = settings._beam_pipeline_args()  # pylint: disable=protected-access
   except beam_runners.BeamOptionsError as e:
     raise app.UsageError(str(e)) from None
+  settings.check_beam_services(say=print)  # the jar, the job service, the worker pool
   output_dir = os.path.abspath(FLAGS.output_dir or os.path.join('output', model))
   log_dir = os.path.join(output_dir, 'logs') if os.path.isdir(output_dir) else tempfile.gettempdir()
   log_path = os.path.join(log_dir, f'official_tfx-predict-{time.strftime("%Y%m%d-%H%M%S")}-'

@@ -52,7 +52,8 @@ flags.DEFINE_string('tpu', None, 'TPU name or grpc:// address for the tpu strate
 flags.DEFINE_enum('mixed_precision', None, ['float16', 'bfloat16'], 'Train in mixed precision: '
                   'float16 on GPUs, bfloat16 on TPUs (cifar10, imagenet).')
 flags.DEFINE_enum('beam_runner', 'direct', beam_runners.RUNNERS, 'Where the Beam stages run '
-                  '(ExampleGen, StatisticsGen, Transform, Evaluator).')
+                  '(ExampleGen, StatisticsGen, Transform, Evaluator; predict): DirectRunner in this '
+                  'process, Beam\'s portable runner, Dataflow, Flink or Spark.')
 flags.DEFINE_integer('beam_direct_num_workers', 1, 'Beam DirectRunner workers; more than 1 runs '
                      'multi-process.', lower_bound=1)
 flags.DEFINE_string('project', None, 'Dataflow: Google Cloud project id.')
@@ -67,15 +68,34 @@ flags.DEFINE_string('setup_file', None, 'Dataflow: the package shipped to worker
                     'checkout\'s setup.py).')
 flags.DEFINE_string('sdk_container_image', None, 'Dataflow: a worker image with this package '
                     'installed, instead of --setup_file.')
-flags.DEFINE_string('job_endpoint', None, 'Flink / Spark: job service host:port (Flink also '
-                    '[local] / [auto]).')
-flags.DEFINE_string('environment_type', None, 'Flink / Spark: SDK harness DOCKER (default), '
-                    'PROCESS, EXTERNAL or LOOPBACK.')
-flags.DEFINE_string('environment_config', None, 'Flink / Spark: the harness\'s image, command '
-                    'or address.')
+flags.DEFINE_string('job_endpoint', None, 'Flink / Spark / portable: a Beam job service that is '
+                    'already running (host:port); default: Flink and Spark start Beam\'s job server '
+                    'from its jar, portable uses `embed` (Beam\'s Python job service in this '
+                    'process).')
+flags.DEFINE_string('flink_master', None, 'Flink: the cluster of the job server Beam starts: '
+                    f'{beam_runners.DEFAULT_FLINK_MASTER} (default: an embedded mini-cluster), '
+                    '[auto] or host:port of a Flink REST endpoint.')
+flags.DEFINE_enum('flink_version', None, beam_runners.FLINK_VERSIONS, 'Flink: the Flink version of '
+                  f'that job server (default {beam_runners.DEFAULT_FLINK_VERSION}).')
+flags.DEFINE_string('spark_master_url', None, 'Spark: the master of the job server Beam starts: '
+                    f'local[N] (default {beam_runners.DEFAULT_SPARK_MASTER}), local[*] or '
+                    'spark://host:port.')
+flags.DEFINE_string('flink_job_server_jar', None, 'Flink: a local Beam Flink job server jar (for '
+                    'offline use) instead of the one fetched from Maven Central on first use into '
+                    '~/.apache_beam/cache/jars.')
+flags.DEFINE_string('spark_job_server_jar', None, 'Spark: a local Beam Spark 3 job server jar (for '
+                    'offline use) instead of the one fetched from Maven Central on first use into '
+                    '~/.apache_beam/cache/jars.')
+flags.DEFINE_string('environment_type', None, 'Flink / Spark / portable: where the SDK workers '
+                    'run: LOOPBACK (in this process; the default for a cluster on this machine), '
+                    'EXTERNAL (a worker pool: python -m beam_runner.worker_pool), PROCESS or DOCKER.')
+flags.DEFINE_string('environment_config', None, 'Flink / Spark / portable: the worker pool\'s '
+                    'host:port (EXTERNAL), the boot command as JSON (PROCESS) or the image (DOCKER).')
 BEAM_FLAGS = ('project', 'region', 'temp_location', 'staging_location', 'num_workers',
               'max_num_workers', 'machine_type', 'setup_file', 'sdk_container_image',
-              'job_endpoint', 'environment_type', 'environment_config')
+              'job_endpoint', 'flink_master', 'flink_version', 'spark_master_url',
+              'flink_job_server_jar', 'spark_job_server_jar', 'environment_type',
+              'environment_config')
 # ML Metadata on a database server (pipelines.metadata_store); the password is never a flag.
 flags.DEFINE_string('metadata_mysql_host', None, 'Keep ML Metadata in a MySQL (or MariaDB) '
                     'database on this server instead of <output_dir>/metadata.sqlite, as TFX does '
@@ -234,14 +254,34 @@ def _side_files(files: Mapping[str, Tuple[datasets.Dataset, str]]) -> Dict[str, 
   return resolved
 
 
-def _beam_pipeline_args(sdk_container_image: Optional[str] = None):
-  """The Beam stages' arguments from the runner flags, `sdk_container_image` standing for an
-  unset `--sdk_container_image`; raises BeamOptionsError (a usage error)."""
+def beam_runner_config(sdk_container_image: Optional[str] = None
+                       ) -> beam_runners.BeamRunnerConfig:
+  """The Beam runner options of the runner flags (unchecked: see `_beam_pipeline_args`),
+  `sdk_container_image` standing for an unset `--sdk_container_image`."""
   values = {name: getattr(FLAGS, name) for name in BEAM_FLAGS}
   if sdk_container_image and not values.get('sdk_container_image'):
     values['sdk_container_image'] = sdk_container_image
-  config = beam_runners.BeamRunnerConfig(
+  return beam_runners.BeamRunnerConfig(
       runner=FLAGS.beam_runner, direct_num_workers=FLAGS.beam_direct_num_workers, **values)
+
+
+def check_beam_services(say=lambda line: None) -> None:
+  """Checks the job server jar and the services the runner flags name (beam_runner.runners.
+  check_services: may fetch the jar on first use), before any Beam stage runs.
+
+  Raises:
+    app.UsageError: one line naming the flag and what was expected.
+  """
+  try:
+    beam_runners.check_services(beam_runner_config(), say=say)
+  except beam_runners.BeamOptionsError as e:
+    raise app.UsageError(str(e)) from None
+
+
+def _beam_pipeline_args(sdk_container_image: Optional[str] = None):
+  """The Beam stages' arguments from the runner flags, `sdk_container_image` standing for an
+  unset `--sdk_container_image`; raises BeamOptionsError (a usage error)."""
+  config = beam_runner_config(sdk_container_image)
   if FLAGS.beam_runner == 'dataflow' and not (FLAGS.pipeline_root or '').startswith('gs://'):
     raise beam_runners.BeamOptionsError(
         'Dataflow workers read and write the pipeline\'s artifacts: set --pipeline_root to a '
@@ -339,7 +379,8 @@ _OTHER_COMMANDS = ('config', 'compare', 'input', 'output', 'output_format', 'wit
 # of its stages ran: a summary replay leaves these to the new command line.
 _PLACES = ('output_dir', 'pipeline_root', 'serving_model_dir', 'data_root', 'cache_dir',
            'from_stage', 'to_stage', 'image', 'output_file') + METADATA_FLAGS
-_PATH_FLAGS = DATA_FLAGS + ('vocab_file', 'synsets_file', 'setup_file')
+_PATH_FLAGS = DATA_FLAGS + ('vocab_file', 'synsets_file', 'setup_file', 'flink_job_server_jar',
+                            'spark_job_server_jar')
 
 
 def run_flags() -> List[str]:
