@@ -40,10 +40,13 @@ def test_boosted_trees_reach_the_bar_and_are_pushed(higgs_run, sample_files):
   assert os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
   names = [s['name'] for s in summary['stages']]
   assert 'Transform' not in names and names.index('AnomaliesGate') < names.index('Trainer')
+  # Each sample's content digest is its registered SHA-256 (preprocessing.higgs).
+  registered = {f.name: f.sha256 for f in higgs.DATASET.files}
   assert summary['data'] == {
-      'train': {'file': sample_files['train'], 'first_row': 0, 'num_rows': None,
-                'examples': 10984},
-      'eval': {'file': sample_files['eval'], 'first_row': 0, 'num_rows': None, 'examples': 5000}}
+      'train': {'file': sample_files['train'], 'sha256': registered['HIGGS.sample-11k.csv'],
+                'first_row': 0, 'num_rows': None, 'examples': 10984},
+      'eval': {'file': sample_files['eval'], 'sha256': registered['HIGGS.sample-5k.csv'],
+               'first_row': 0, 'num_rows': None, 'examples': 5000}}
   with open(os.path.join(config.output_dir, 'run_summary.json')) as f:
     assert json.load(f) == summary
 
