@@ -12,6 +12,8 @@ import glob
 import json
 import os
 import re
+import subprocess
+import sys
 from typing import Any, Dict, Tuple
 
 import pytest
@@ -220,3 +222,47 @@ def test_report_renders_offline_in_headless_chromium(model, synthetic_run, tmp_p
   config, _ = synthetic_run(model)
   helpers.check_report_screenshot(os.path.join(config.output_dir, report.REPORT_FILE),
                                   str(tmp_path / f'{model}.png'))
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 20: benchmarks/profile_stage.py profiles a finished run's stage again (where its time goes).
+
+def test_profile_stage_reruns_the_runs_evaluator_under_cprofile(synthetic_run, tmp_path):
+  config, summary = synthetic_run('census')
+  assert summary['error'] is None, summary['error']
+  script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks',
+                        'profile_stage.py')
+  figures_file = tmp_path / 'profile.json'
+  result = subprocess.run(
+      [sys.executable, script, f'--run_dir={config.output_dir}', '--stage=Evaluator',
+       f'--rows={EXAMPLES["census"]["eval"]}', '--top=5', f'--json={figures_file}'],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  figures = json.loads(figures_file.read_text())
+  assert figures['executor'] == 'tfx.components.evaluator.executor.Executor'
+  assert figures['seconds'] > 0 and figures['rows_per_s'] > 0
+  shares = {lib: share for lib, _, share in figures['by_library']}
+  # TFMA's own code runs the evaluation: it is among the libraries with self time.
+  assert shares.get('tensorflow_model_analysis', 0) > 0, shares
+  assert 99 <= sum(shares.values()) <= 101
+  assert len(figures['top_self']) == 5 and figures['top_cumulative'][0]['cumulative_s'] > 0
+  assert 'self seconds by library:' in result.stdout and 'Evaluator' in result.stdout
+  # The run's own outputs are untouched: the rerun wrote to a scratch directory.
+  evaluations = glob.glob(os.path.join(config.pipeline_root, 'Evaluator', 'evaluation', '*'))
+  assert len(evaluations) == 1
+
+  # Narrowed to TFMA's floor: one metric on the overall slice, timed without the profiler.
+  result = subprocess.run(
+      [sys.executable, script, f'--run_dir={config.output_dir}', '--stage=Evaluator',
+       '--eval_metrics=ExampleCount', '--noeval_slices', '--noprofile'],
+      capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.search(r"Evaluator \(metrics \['ExampleCount'\], overall slice only\), "
+                   r"in-process DirectRunner: [0-9.]+ s", result.stdout), result.stdout
+
+  # A stage the run does not have is named, with the ones it has.
+  result = subprocess.run([sys.executable, script, f'--run_dir={config.output_dir}',
+                           '--stage=Tuner'], capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert result.returncode != 0
+  assert 'no completed Tuner execution' in result.stderr and "'Evaluator'" in result.stderr
