@@ -34,7 +34,8 @@ setuptools.setup(
     extras_require={
         # Orchestrators beside the embedded LocalDagRunner. Plain apache-airflow: tfx[airflow]
         # asks for apache-airflow[mysql], whose mysqlclient build needs the MySQL headers.
-        'airflow': ['apache-airflow==2.11.0'],
+        # psycopg2: Airflow's database on PostgreSQL, for the LocalExecutor (README).
+        'airflow': ['apache-airflow==2.11.0', 'psycopg2-binary'],
         'kfp': ['kfp==2.5.0', 'kfp-pipeline-spec>=0.2.2,<0.3'],
         # Text models: in-graph tokenizers (BERT, WMT), SentencePiece training and BLEU (WMT).
         'text': ['tensorflow-text==2.16.1', 'sentencepiece==0.2.0', 'sacrebleu==2.6.0'],

@@ -84,7 +84,12 @@ def airflow_dag(dag_config: Optional[Mapping[str, Any]] = None):
   """The Airflow DAG of the environment's pipeline (TFX's AirflowDagRunner).
 
   Each component is one Airflow task that runs in the worker's process, with ML Metadata in the
-  run's SQLite file and the Beam stages on the runner the flags choose.
+  run's SQLite file and the Beam stages on the runner the flags choose. A task waits only for the
+  components whose outputs it reads (and the explicit orderings: the AnomaliesGate before the
+  Transform or Trainer, the Evaluator before the ServingCheck), so an executor that runs several
+  task instances at once (the LocalExecutor, on PostgreSQL or MySQL) starts the ExampleGen,
+  ImportSchemaGen and the latest-blessed-model resolver together. Their ML Metadata writes wait
+  for each other on SQLite's lock.
 
   Args:
     dag_config: arguments of airflow.models.DAG; default AIRFLOW_DAG_CONFIG.

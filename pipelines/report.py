@@ -45,7 +45,6 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import statistics_pb2
-from tensorflow_model_analysis.metrics import metric_specs
 
 from pipelines import history
 from pipelines import metadata_store
@@ -450,7 +449,7 @@ def thresholds_of(eval_config) -> List[Dict[str, Any]]:
   for spec in eval_config.metrics_specs:
     for config in spec.metrics:
       try:
-        name = metric_specs.metric_instance(config).name
+        name = spec_lib.metric_name(config)
       except Exception:  # pylint: disable=broad-except  # a metric class this process lacks
         name = json.loads(config.config).get('name') if config.config else config.class_name
       pairs = []

@@ -14,6 +14,7 @@ import os
 import pkgutil
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
+import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_specs
 from tfx.dsl.components.base import base_component
@@ -86,6 +87,22 @@ BINARY_GUARD = Threshold(binary_metrics.LABEL_CLASSES,
                          lower_bound=binary_metrics.DEFINED_LABEL_CLASSES, no_regression=False)
 
 
+def metric_name(config: tfma.MetricConfig) -> str:
+  """The name TFMA gives a metric's results: its class's default unless the config names it.
+
+  The metric is built in a throwaway graph. Built eagerly, a Keras metric (BinaryCrossentropy,
+  SparseCategoricalAccuracy, ...) creates variables and so starts TensorFlow's eager runtime in the
+  process that builds the pipeline. An Airflow task parses the DAG file, builds the pipeline and
+  then forks the process that runs the component; the runtime's threads do not survive the fork,
+  and the forked task hangs in its first tf.function (the higgs Trainer did).
+
+  Raises:
+    ValueError, ImportError, AttributeError: TFMA's, for a metric class it cannot build.
+  """
+  with tf.Graph().as_default():
+    return metric_specs.metric_instance(config).name
+
+
 def is_binary_metric(config: tfma.MetricConfig) -> bool:
   """Whether `config` is a metric of a binary classifier: one of model_fns.binary_metrics, or
   one of TFMA's binary metrics set neither `top_k` nor `class_id`."""
@@ -132,7 +149,7 @@ class EvalSpec:
       else:
         config.CopyFrom(metric)
       configs.append(config)
-    names = {metric_specs.metric_instance(c).name for c in configs}
+    names = {metric_name(c) for c in configs}
     if any(is_binary_metric(c) for c in configs) and BINARY_GUARD.metric not in names:
       configs.extend(binary_metrics.metric_configs(BINARY_GUARD.metric))
     return tuple(configs)
@@ -165,10 +182,10 @@ class EvalSpec:
     metrics = []
     for config in self._metric_configs():
       # The name TFMA gives the metric's results (its class's default unless the config names it).
-      metric_name = metric_specs.metric_instance(config).name
-      if metric_name in thresholds:  # The bar holds for the overall slice, not for each slice.
+      name = metric_name(config)
+      if name in thresholds:  # The bar holds for the overall slice, not for each slice.
         config.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()],
-                                        threshold=thresholds.pop(metric_name))
+                                        threshold=thresholds.pop(name))
       metrics.append(config)
     if thresholds:
       raise ValueError(f'thresholds on metrics that are not computed: {sorted(thresholds)}')
