@@ -5,7 +5,8 @@ properties as the launcher passed them), runs the component's executor class onc
 same inputs with outputs in a scratch directory, on Beam's in-process DirectRunner (one thread,
 so that the profile sees the per-element work), and prints:
 
-- the stage's wall seconds and rows/s over `--rows` if given;
+- the stage's wall seconds, rows/s over `--rows` if given, and the process's peak resident
+  memory (the stage in one process: the in-process runner holds what it buffers);
 - seconds by library (self time of the functions in each top-level package: where the time goes,
   TFMA's own code against TensorFlow, Beam, tfx_bsl, protobuf, numpy);
 - the functions with the most self time and with the most cumulative time.
@@ -33,6 +34,7 @@ import importlib
 import json
 import os
 import pstats
+import resource
 import shutil
 import tempfile
 import time
@@ -184,17 +186,21 @@ def main(argv):
     executor.Do(inputs, outputs, properties)
     profile.disable()
     seconds = time.time() - start
+    # This process's peak resident set (Linux: KiB), the stage's and the imports' before it.
+    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
   what = (f' (metrics {FLAGS.eval_metrics or "all"}, '
           f'{"slices" if FLAGS.eval_slices else "overall slice only"})' if narrowed else '')
   if not FLAGS.profile:
     rate = f', {round(FLAGS.rows / seconds)} rows/s' if FLAGS.rows else ''
-    print(f'{FLAGS.stage}{what}, in-process DirectRunner: {seconds:.1f} s{rate}')
+    print(f'{FLAGS.stage}{what}, in-process DirectRunner: {seconds:.1f} s{rate}, '
+          f'peak RSS {peak_mb} MB')
     if FLAGS.json:
       with open(FLAGS.json, 'w', encoding='utf-8') as f:
         json.dump({'stage': FLAGS.stage, 'seconds': round(seconds, 1), 'narrowed': what,
-                   'rows_per_s': round(FLAGS.rows / seconds) if FLAGS.rows else None}, f)
+                   'rows_per_s': round(FLAGS.rows / seconds) if FLAGS.rows else None,
+                   'peak_rss_mb': peak_mb}, f)
     return
   if FLAGS.save:
     profile.dump_stats(FLAGS.save)
@@ -202,7 +208,7 @@ def main(argv):
   profiled = sum(t for _, t in by_library(stats))
   figures = {
       'stage': FLAGS.stage, 'executor': f'{executor_class.__module__}.{executor_class.__name__}',
-      'seconds': round(seconds, 1),
+      'seconds': round(seconds, 1), 'peak_rss_mb': peak_mb,
       'rows_per_s': round(FLAGS.rows / seconds) if FLAGS.rows else None,
       'by_library': [(lib, round(t, 2), round(100 * t / profiled, 1))
                      for lib, t in by_library(stats)],
@@ -211,7 +217,7 @@ def main(argv):
   }
   rate = f', {figures["rows_per_s"]} rows/s' if FLAGS.rows else ''
   print(f'{FLAGS.stage}{what} ({figures["executor"]}) under cProfile, in-process DirectRunner: '
-        f'{seconds:.1f} s{rate}')
+        f'{seconds:.1f} s{rate}, peak RSS {peak_mb} MB')
   print('\nself seconds by library:')
   for lib, t, share in figures['by_library'][:15]:
     print(f'  {t:8.1f} s {share:5.1f}%  {lib}')

@@ -47,6 +47,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
 from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      SpreadOverWorkers,
                                       add_split_check, custom_config, display_pattern,
                                       example_gen_config, match_paths, split_row_range)
 from components.text_example_gen import to_example
@@ -252,7 +253,7 @@ def _IdxToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spli
   encoded = (pipeline
              | 'Files' >> beam.Create([files])
              | 'ReadChunks' >> beam.FlatMap(_read_chunks, first_row=first_row, num_rows=num_rows)
-             | 'Spread' >> beam.Reshuffle()
+             | 'Spread' >> SpreadOverWorkers()
              | 'Encode' >> beam.ParDo(_EncodeRecords(
                  int(config.get('num_classes', DEFAULT_NUM_CLASSES)))).with_outputs(
                      MALFORMED, VALID, NOTICE, main='examples'))

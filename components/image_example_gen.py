@@ -62,6 +62,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
 from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      SpreadOverWorkers,
                                       add_split_check, custom_config, escape_glob,
                                       example_gen_config, literal_path, match_paths,
                                       split_row_range)
@@ -376,7 +377,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
     decoded = (pipeline
                | 'Archive' >> beam.Create([(path, member_glob, first_row, num_rows)])
                | 'ReadChunks' >> beam.FlatMap(_cifar_chunks)
-               | 'Spread' >> beam.Reshuffle()
+               | 'Spread' >> SpreadOverWorkers()
                | 'Encode' >> beam.ParDo(_EncodeCifarRecords(len(class_names))).with_outputs(
                    MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'record', [path]
@@ -399,7 +400,7 @@ def _ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], s
       files_with_labels = (pipeline | 'ClassFolders' >> beam.Create(folders)
                            | 'List' >> beam.FlatMap(_list_class_folder))
     decoded = (files_with_labels
-               | 'Spread' >> beam.Reshuffle()
+               | 'Spread' >> SpreadOverWorkers()
                | 'Decode' >> beam.ParDo(_DecodeImageFiles()).with_outputs(
                    MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'file', [path] + ([labels_file] if labels_file else [])

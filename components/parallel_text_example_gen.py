@@ -46,6 +46,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
 from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      SpreadOverWorkers,
                                       add_split_check, custom_config, escape_glob,
                                       example_gen_config, literal_path, match_paths,
                                       split_row_range)
@@ -271,7 +272,7 @@ def _ParallelTextToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, A
     decoded = (pipeline
                | 'Pair' >> beam.Create([(path, target, first_row, num_rows)])
                | 'ReadChunks' >> beam.FlatMap(_pair_chunks)
-               | 'Spread' >> beam.Reshuffle()
+               | 'Spread' >> SpreadOverWorkers()
                | 'Encode' >> beam.ParDo(_EncodePairs()).with_outputs(
                    MALFORMED, VALID, NOTICE, main='examples'))
     unit, files = 'row', [path, target]

@@ -56,6 +56,7 @@ from tfx.types import standard_component_specs
 from tfx_bsl.coders import example_coder
 
 from components.record_checks import (MALFORMED, NOTICE, VALID, ReportingExecutor,
+                                      SpreadOverWorkers,
                                       add_split_check, custom_config, display_pattern,
                                       example_gen_config, input_splits, match_paths,
                                       split_row_range)
@@ -221,8 +222,9 @@ def read_line_chunks(path: str, chunk_lines: int = CHUNK_LINES, first_row: int =
   """Yields (path, 1-based number of the chunk's first line, up to `chunk_lines` lines) of a file.
 
   Lines are bytes without their line ending. Compression is detected from the file name (`.gz`,
-  `.bz2`, ...); any Beam file system works. Chunks, not lines, travel through the Reshuffle that
-  spreads parsing over workers: Beam's per-element cost is paid once per chunk.
+  `.bz2`, ...); any Beam file system works. Chunks, not lines, travel through the Reshuffle
+  (record_checks.SpreadOverWorkers) that spreads parsing over workers: Beam's per-element cost is
+  paid once per chunk.
 
   Only rows `first_row` .. `first_row + num_rows - 1` are read (rows are lines counted from 0; all
   the rest when `num_rows` is None): earlier lines are skipped unparsed, and the file is closed as
@@ -352,7 +354,7 @@ def _TextLinesToRows(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
             | 'Files' >> beam.Create(paths)
             | 'ReadLineChunks' >> beam.FlatMap(read_line_chunks, first_row=first_row,
                                                num_rows=num_rows)
-            | 'Spread' >> beam.Reshuffle()
+            | 'Spread' >> SpreadOverWorkers()
             | 'Parse' >> beam.ParDo(_ParseLines(config['line_parser'])).with_outputs(
                 MALFORMED, VALID, NOTICE, main='rows'))
   add_split_check(pipeline, parsed, exec_properties, split, source=shown, files=paths,

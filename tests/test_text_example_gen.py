@@ -4,11 +4,14 @@ import gzip
 import json
 import os
 
+import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing import util as beam_testing
 from tfx_bsl.coders import example_coder
 
-from components import text_example_gen
+from components import record_checks, text_example_gen
 from tests import helpers
 
 BAD_LINES = ['39, State-gov, 77516',  # too few fields
@@ -102,3 +105,29 @@ def test_batch_encoding_decodes_like_to_example_and_rejects_mixed_kinds():
     text_example_gen.to_serialized_examples([{'a': 'x'}, {'a': 3}])
   with pytest.raises(ValueError, match='feature a: unsupported value type object'):
     text_example_gen.to_serialized_examples([{'a': object()}])
+
+
+@pytest.mark.parametrize('args, in_one_process', [
+    ([], True),  # the embedded default: TFX's Beam executors get no arguments
+    (['--runner=DirectRunner'], True),
+    (['--runner=direct', '--direct_num_workers=1', '--direct_running_mode=in_memory'], True),
+    (['--runner=DirectRunner', '--direct_num_workers=2',
+      '--direct_running_mode=multi_processing'], False),
+    (['--direct_running_mode=multi_threading'], False),
+    (['--runner=PortableRunner', '--job_endpoint=localhost:8099'], False),
+    (['--runner=FlinkRunner'], False),
+    (['--runner=DataflowRunner'], False),
+])
+def test_chunks_are_spread_over_workers_unless_the_runner_is_one_in_process_worker(
+    args, in_one_process):
+  options = PipelineOptions(args)
+  assert record_checks.runs_in_one_process(options) is in_one_process
+  pipeline = beam.Pipeline(runner='DirectRunner', options=options)
+  spread = pipeline | beam.Create([b'a', b'b', b'c']) | 'Spread' >> record_checks.SpreadOverWorkers()
+  names = [t.unique_name for t in pipeline.to_runner_api().components.transforms.values()]
+  # Where there are other workers, the chunks go through a Reshuffle; in one process nothing
+  # holds them between reading and parsing.
+  assert any('Spread/Reshuffle' in n for n in names) is not in_one_process, names
+  if in_one_process:
+    beam_testing.assert_that(spread, beam_testing.equal_to([b'a', b'b', b'c']))
+    pipeline.run().wait_until_finish()
