@@ -119,19 +119,21 @@ def run_sizes_in_children(sizes: Sequence[str], size_flag: str) -> List[Dict[str
 def print_growth(rows: Sequence[Tuple[str, Mapping[str, Any]]], columns: Sequence[
     Tuple[str, Callable[[Mapping[str, Any]], Any]]]) -> None:
   """A side-by-side table, one row per size: `rows` are (size label, figures), `columns` are
-  (header, figures -> value) pairs; floats under 10 (metrics, ratios) print with four decimals,
-  larger ones (seconds, MB) with one, None as n/a."""
-  def text(value):
+  (header, figures -> value) pairs; floats print with one decimal in a column of seconds or MB
+  (its header ends with ` s` or `MB`), else with four under 10 (metrics, ratios) and one above;
+  None as n/a."""
+  def text(value, header):
     if value is None:
       return 'n/a'
     if isinstance(value, float):
-      return f'{value:.4f}' if abs(value) < 10 else f'{value:.1f}'
+      coarse = header.endswith((' s', 'MB')) or abs(value) >= 10
+      return f'{value:.1f}' if coarse else f'{value:.4f}'
     return str(value)
   widths = [max(len(header), 10) for header, _ in columns]
   print(f'{"size":>8s} ' + ' '.join(f'{h:>{w}s}' for (h, _), w in zip(columns, widths)))
   for label, figures in rows:
-    print(f'{label:>8s} ' + ' '.join(f'{text(get(figures)):>{w}s}'
-                                     for (_, get), w in zip(columns, widths)))
+    print(f'{label:>8s} ' + ' '.join(f'{text(get(figures), header):>{w}s}'
+                                     for (header, get), w in zip(columns, widths)))
 
 
 def cold_run(spec: ModelSpec, inputs: 'RunInputs | Mapping[str, str]', output_dir: Optional[str],

@@ -48,6 +48,17 @@ def _eval_lines(adult_lines):
   return adult_lines['eval'][1:EVAL_ROWS + 1]
 
 
+def _assert_census_pushed_a_blessed_model(out, started, adult_lines):
+  """One blessing in the run's ML Metadata, blessed; one model pushed since `started` (a time),
+  which serves ENGINE_FLAGS' eval rows at the seed's accuracy bar."""
+  store = metadata.open_store(str(out / 'metadata.sqlite'))
+  blessings = store.get_artifacts_by_type('ModelBlessing')
+  assert [b.custom_properties['blessed'].int_value for b in blessings] == [1]
+  (pushed,) = glob.glob(str(out / 'serving_model' / '*' / 'saved_model.pb'))
+  assert os.path.getmtime(pushed) >= started
+  assert helpers.census_serving_accuracy(os.path.dirname(pushed), _eval_lines(adult_lines)) >= SEED_BAR
+
+
 def _run(args, env, cwd, timeout=900):
   result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -122,12 +133,7 @@ def test_airflow_runs_the_census_dag_and_pushes_a_blessed_model(tmp_path, data_r
   assert 'state=success' in log
 
   # Blessed by the Evaluator (ML Metadata in the run's SQLite) and pushed by the Pusher.
-  store = metadata.open_store(str(out / 'metadata.sqlite'))
-  blessings = store.get_artifacts_by_type('ModelBlessing')
-  assert [b.custom_properties['blessed'].int_value for b in blessings] == [1]
-  (pushed,) = glob.glob(str(out / 'serving_model' / '*' / 'saved_model.pb'))
-  assert os.path.getmtime(pushed) >= started
-  assert helpers.census_serving_accuracy(os.path.dirname(pushed), _eval_lines(adult_lines)) >= SEED_BAR
+  _assert_census_pushed_a_blessed_model(out, started, adult_lines)
 
 
 # Airflow on PostgreSQL with the LocalExecutor (README, "Airflow on PostgreSQL"): two task instances
@@ -259,12 +265,7 @@ def test_local_executor_on_postgres_runs_census_tasks_side_by_side_to_a_pushed_m
   assert together, _side_by_side(result)
   _assert_no_mlmd_lock_errors(env, result)
 
-  store = metadata.open_store(str(out / 'metadata.sqlite'))
-  blessings = store.get_artifacts_by_type('ModelBlessing')
-  assert [b.custom_properties['blessed'].int_value for b in blessings] == [1]
-  (pushed,) = glob.glob(str(out / 'serving_model' / '*' / 'saved_model.pb'))
-  assert os.path.getmtime(pushed) >= started
-  assert helpers.census_serving_accuracy(os.path.dirname(pushed), _eval_lines(adult_lines)) >= SEED_BAR
+  _assert_census_pushed_a_blessed_model(out, started, adult_lines)
 
 
 # Other models' DAGs on the same server, each from its real data: boosted trees on the HIGGS samples
