@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from components import idx_example_gen as idx
 from components.text_example_gen import to_example
-from pipelines import runner, spec as spec_lib
+from pipelines import fingerprint, runner, spec as spec_lib
 from pipelines.factory import RunConfig, RunInputs
 from preprocessing import datasets, mnist
 from tests import helpers
@@ -48,11 +48,14 @@ def test_cnn_reaches_the_bar_on_the_t10k_split_and_is_pushed(mnist_run, mnist_fi
   assert summary['blessed'] is True
   assert os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
   assert {f'label={d}' for d in range(10)} <= set(summary['slices'])
+  # Each split's content digest: the images file's with its labels file beside it (both splits
+  # read rows of the same t10k files).
+  digests = fingerprint.input_digests(mnist_files, dataset=mnist.DATASET)
   assert summary['data'] == {
-      'train': {'file': mnist_files['train'], 'first_row': 0, 'num_rows': 8000,
-                'examples': 8000},
-      'eval': {'file': mnist_files['eval'], 'first_row': 8000, 'num_rows': 2000,
-               'examples': 2000}}
+      'train': {'file': mnist_files['train'], 'sha256': digests['train'], 'first_row': 0,
+                'num_rows': 8000, 'examples': 8000},
+      'eval': {'file': mnist_files['eval'], 'sha256': digests['eval'], 'first_row': 8000,
+               'num_rows': 2000, 'examples': 2000}}
   names = [s['name'] for s in summary['stages']]
   assert names.index('AnomaliesGate') < names.index('Transform') < names.index('Trainer')
   with open(os.path.join(config.output_dir, 'run_summary.json')) as f:
