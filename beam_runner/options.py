@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import List
 
+from apache_beam.options import pipeline_options
+
 DIRECT_RUNNING_MODES = ('in_memory', 'multi_threading', 'multi_processing')
 
 
@@ -41,3 +43,15 @@ def direct_runner_args(num_workers: int = 1, running_mode: str = '') -> List[str
     return []
   return ['--runner=DirectRunner', f'--direct_running_mode={mode}',
           f'--direct_num_workers={num_workers}']
+
+
+def runs_in_one_process(options: pipeline_options.PipelineOptions) -> bool:
+  """Whether `options` run a pipeline on Beam's DirectRunner in this process with one worker: the
+  embedded default (no `--runner`, or DirectRunner in `in_memory` mode with one worker), the
+  options `direct_runner_args(1)` gives."""
+  runner = options.view_as(pipeline_options.StandardOptions).runner
+  name = runner if runner is None or isinstance(runner, str) else type(runner).__name__
+  direct = options.view_as(pipeline_options.DirectOptions)
+  return ((name or 'DirectRunner').lower().removesuffix('runner') in ('direct', 'switchingdirect')
+          and direct.direct_num_workers == 1
+          and (direct.direct_running_mode or 'in_memory') == 'in_memory')

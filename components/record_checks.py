@@ -38,7 +38,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.options import pipeline_options
 from absl import logging
 from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen import base_example_gen_executor
@@ -46,6 +45,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact as tfx_artifact
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
+
+from beam_runner import options as beam_options
 
 MAX_REPORTED = 10
 MAX_NOTICES = 20
@@ -56,26 +57,15 @@ NOTICE = 'notice'
 _REPORT_PREFIX = 'malformed_rows-'
 
 
-def runs_in_one_process(options: pipeline_options.PipelineOptions) -> bool:
-  """Whether `options` run a pipeline on Beam's DirectRunner in this process with one worker
-  (the embedded default: no `--runner`, or DirectRunner in `in_memory` mode with one worker)."""
-  runner = options.view_as(pipeline_options.StandardOptions).runner
-  name = runner if runner is None or isinstance(runner, str) else type(runner).__name__
-  direct = options.view_as(pipeline_options.DirectOptions)
-  return ((name or 'DirectRunner').lower().removesuffix('runner') in ('direct', 'switchingdirect')
-          and direct.direct_num_workers == 1
-          and (direct.direct_running_mode or 'in_memory') == 'in_memory')
-
-
 class SpreadOverWorkers(beam.PTransform):
   """A Reshuffle, so that what follows (parsing, encoding, writing) runs on every worker instead
   of on the one that read the file; nothing on the in-process DirectRunner with one worker
-  (`runs_in_one_process`). There it would spread nothing, and Beam's in-process runner
+  (`beam_runner.options.runs_in_one_process`). There it would spread nothing, and Beam's in-process runner
   materializes a Reshuffle's whole input, so the split's raw chunks would all be held in memory:
   without it, reading, parsing and writing fuse into one streaming stage."""
 
   def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-    if runs_in_one_process(pcoll.pipeline.options):
+    if beam_options.runs_in_one_process(pcoll.pipeline.options):
       return pcoll
     return pcoll | beam.Reshuffle()
 

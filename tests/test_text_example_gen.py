@@ -11,6 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing import util as beam_testing
 from tfx_bsl.coders import example_coder
 
+from beam_runner import options as beam_options
 from components import record_checks, text_example_gen
 from tests import helpers
 
@@ -121,7 +122,7 @@ def test_batch_encoding_decodes_like_to_example_and_rejects_mixed_kinds():
 def test_chunks_are_spread_over_workers_unless_the_runner_is_one_in_process_worker(
     args, in_one_process):
   options = PipelineOptions(args)
-  assert record_checks.runs_in_one_process(options) is in_one_process
+  assert beam_options.runs_in_one_process(options) is in_one_process
   pipeline = beam.Pipeline(runner='DirectRunner', options=options)
   spread = pipeline | beam.Create([b'a', b'b', b'c']) | 'Spread' >> record_checks.SpreadOverWorkers()
   names = [t.unique_name for t in pipeline.to_runner_api().components.transforms.values()]
