@@ -46,7 +46,7 @@ from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import artifact_utils
 
-from pipelines import metadata
+from pipelines import history, metadata
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('run_dir', None, 'A finished run\'s output directory (its metadata.sqlite).')
@@ -61,11 +61,6 @@ flags.DEFINE_list('eval_metrics', None, 'Evaluator: keep only these metrics of t
                   'what TFMA costs without the others.')
 flags.DEFINE_bool('eval_slices', True, 'Evaluator: --noeval_slices keeps the overall slice only.')
 flags.mark_flag_as_required('run_dir')
-
-
-def _value(value: metadata_store_pb2.Value) -> Any:
-  kind = value.WhichOneof('value')
-  return None if kind is None else getattr(value, kind)
 
 
 def last_execution(store, stage: str) -> metadata_store_pb2.Execution:
@@ -163,7 +158,8 @@ def main(argv):
   executor_class = component.EXECUTOR_SPEC.executor_class
   inputs = artifacts_of(store, execution.id, metadata_store_pb2.Event.INPUT)
   outputs = artifacts_of(store, execution.id, metadata_store_pb2.Event.OUTPUT)
-  properties = {key: _value(value) for key, value in execution.custom_properties.items()}
+  properties = {key: history.property_value(execution.custom_properties, key)
+                for key in execution.custom_properties}
   narrowed = FLAGS.eval_metrics is not None or not FLAGS.eval_slices
   if narrowed:
     if 'eval_config' not in properties:
@@ -192,45 +188,40 @@ def main(argv):
     shutil.rmtree(scratch, ignore_errors=True)
   what = (f' (metrics {FLAGS.eval_metrics or "all"}, '
           f'{"slices" if FLAGS.eval_slices else "overall slice only"})' if narrowed else '')
-  if not FLAGS.profile:
-    rate = f', {round(FLAGS.rows / seconds)} rows/s' if FLAGS.rows else ''
-    print(f'{FLAGS.stage}{what}, in-process DirectRunner: {seconds:.1f} s{rate}, '
-          f'peak RSS {peak_mb} MB')
-    if FLAGS.json:
-      with open(FLAGS.json, 'w', encoding='utf-8') as f:
-        json.dump({'stage': FLAGS.stage, 'seconds': round(seconds, 1), 'narrowed': what,
-                   'rows_per_s': round(FLAGS.rows / seconds) if FLAGS.rows else None,
-                   'peak_rss_mb': peak_mb}, f)
-    return
-  if FLAGS.save:
-    profile.dump_stats(FLAGS.save)
-  stats = pstats.Stats(profile)
-  profiled = sum(t for _, t in by_library(stats))
   figures = {
-      'stage': FLAGS.stage, 'executor': f'{executor_class.__module__}.{executor_class.__name__}',
+      'stage': FLAGS.stage, 'narrowed': what,
+      'executor': f'{executor_class.__module__}.{executor_class.__name__}',
       'seconds': round(seconds, 1), 'peak_rss_mb': peak_mb,
       'rows_per_s': round(FLAGS.rows / seconds) if FLAGS.rows else None,
-      'by_library': [(lib, round(t, 2), round(100 * t / profiled, 1))
-                     for lib, t in by_library(stats)],
-      'top_self': top_functions(stats, 2, FLAGS.top),
-      'top_cumulative': top_functions(stats, 3, FLAGS.top),
   }
   rate = f', {figures["rows_per_s"]} rows/s' if FLAGS.rows else ''
-  print(f'{FLAGS.stage}{what} ({figures["executor"]}) under cProfile, in-process DirectRunner: '
-        f'{seconds:.1f} s{rate}, peak RSS {peak_mb} MB')
-  print('\nself seconds by library:')
-  for lib, t, share in figures['by_library'][:15]:
-    print(f'  {t:8.1f} s {share:5.1f}%  {lib}')
-  for title, rows in (('self', figures['top_self']), ('cumulative', figures['top_cumulative'])):
-    print(f'\ntop {FLAGS.top} functions by {title} time:')
-    print(f'  {"self s":>8s} {"cum s":>8s} {"calls":>10s}  function')
-    for row in rows:
-      print(f'  {row["self_s"]:8.2f} {row["cumulative_s"]:8.2f} {row["calls"]:>10d}  '
-            f'{row["function"]}')
+  if not FLAGS.profile:
+    print(f'{FLAGS.stage}{what}, in-process DirectRunner: {seconds:.1f} s{rate}, '
+          f'peak RSS {peak_mb} MB')
+  else:
+    if FLAGS.save:
+      profile.dump_stats(FLAGS.save)
+    stats = pstats.Stats(profile)
+    libraries = by_library(stats)
+    profiled = sum(t for _, t in libraries)
+    figures.update(
+        by_library=[(lib, round(t, 2), round(100 * t / profiled, 1)) for lib, t in libraries],
+        top_self=top_functions(stats, 2, FLAGS.top),
+        top_cumulative=top_functions(stats, 3, FLAGS.top))
+    print(f'{FLAGS.stage}{what} ({figures["executor"]}) under cProfile, in-process DirectRunner: '
+          f'{seconds:.1f} s{rate}, peak RSS {peak_mb} MB')
+    print('\nself seconds by library:')
+    for lib, t, share in figures['by_library'][:15]:
+      print(f'  {t:8.1f} s {share:5.1f}%  {lib}')
+    for title, rows in (('self', figures['top_self']), ('cumulative', figures['top_cumulative'])):
+      print(f'\ntop {FLAGS.top} functions by {title} time:')
+      print(f'  {"self s":>8s} {"cum s":>8s} {"calls":>10s}  function')
+      for row in rows:
+        print(f'  {row["self_s"]:8.2f} {row["cumulative_s"]:8.2f} {row["calls"]:>10d}  '
+              f'{row["function"]}')
   if FLAGS.json:
     with open(FLAGS.json, 'w', encoding='utf-8') as f:
       json.dump(figures, f, indent=1)
-
 
 if __name__ == '__main__':
   app.run(main)
