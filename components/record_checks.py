@@ -12,9 +12,11 @@ ones. After the Beam job, `record_reports` copies each split's counts into the a
 properties (`valid_rows_<split>`, `malformed_rows_<split>`, `first_row_<split>`), where the run
 summary reads them.
 
-`ReportingExecutor` is the executor both ExampleGens build on: it reads every input split with the
-split's name (two splits may read different row ranges of one file, so a pattern does not name a
-split) and records the reports after the Beam job.
+`ReportingExecutor` is the executor every ExampleGen here builds on: it reads every input split
+with the split's name (two splits may read different row ranges of one file, so a pattern does not
+name a split), writes each split with `components.split_writer.WriteSplit` (TFX's writer, except
+on the in-process runner, where it shuffles with bounded memory) and records the reports after the
+Beam job.
 
 File names are taken literally where a user gives them: `escape_glob` makes a file name a pattern
 that matches only itself (pipelines.factory.split_patterns), `literal_path` turns such a pattern
@@ -41,12 +43,17 @@ import tensorflow as tf
 from absl import logging
 from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split as tfx_write_split
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact as tfx_artifact
+from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from beam_runner import options as beam_options
+from components import split_writer
 
 MAX_REPORTED = 10
 MAX_NOTICES = 20
@@ -279,9 +286,30 @@ class ReportingExecutor(base_example_gen_executor.BaseExampleGenExecutor):
             for split in input_splits(exec_properties)}
 
   def Do(self, input_dict, output_dict, exec_properties):
-    examples = output_dict[standard_component_specs.EXAMPLES_KEY][0]
+    """BaseExampleGenExecutor.Do with each split written by `split_writer.WriteSplit` (bounded
+    memory on the in-process runner) instead of TFX's WriteSplit; then the reports recorded."""
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
     exec_properties = dict(exec_properties, **{REPORT_DIR_KEY: examples.uri})
-    super().Do(input_dict, output_dict, exec_properties)
+    self._log_startup(input_dict, output_dict, exec_properties)
+    input_config = example_gen_pb2.Input()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                              input_config)
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    examples.split_names = artifact_utils.encode_split_names(
+        example_gen_utils.generate_output_split_names(input_config, output_config))
+    with self._make_beam_pipeline() as pipeline:
+      for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+        _ = split | f'WriteSplit[{name}]' >> split_writer.WriteSplit(  # pylint: disable=no-value-for-parameter
+            artifact_utils.get_split_uri([examples], name), exec_properties)
+    payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+    if payload_format:
+      examples_utils.set_payload_format(examples, payload_format)
+    file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+    if file_format:
+      examples_utils.set_file_format(examples, tfx_write_split.to_file_format_str(file_format))
     record_reports(examples)
 
 

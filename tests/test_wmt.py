@@ -124,7 +124,7 @@ def test_file_pairs_plain_and_gzipped_with_row_ranges(tmp_path):
   examples = run_gen(tmp_path, {'train': 'train.en.gz', 'eval': 'test.en'},
                      row_ranges={'train': (100, 2000)})
   assert sorted(texts(examples.uri, 'train')) == sorted(zip(english[100:2100], german[100:2100]))
-  assert texts(examples.uri, 'eval') == list(zip(english[:10], german[:10]))
+  assert sorted(texts(examples.uri, 'eval')) == sorted(zip(english[:10], german[:10]))
   assert examples.get_int_custom_property('valid_rows_train') == 2000
 
 
