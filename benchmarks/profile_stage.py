@@ -16,14 +16,15 @@ code, by up to 2x here): read them as shares, not as the stage's speed.
 
   .venv/bin/python benchmarks/profile_stage.py --run_dir=RUN_OUTPUT_DIR --stage=Evaluator
       [--rows=162820] [--top=25] [--save=FILE.prof] [--json=FILE] [--noprofile]
-      [--eval_metrics=ExampleCount] [--noeval_slices]
+      [--eval_metrics=ExampleCount] [--noeval_slices] [--input_base=DIR]
 
 `RUN_OUTPUT_DIR` is a run's `--output_dir` (its metadata.sqlite); e.g. `benchmarks/census.py
 --scale=10 --output_dir=DIR` keeps one. The stage is a component id (Evaluator, Transform,
 StatisticsGen, TextLineExampleGen, ...). `--noprofile` times it alone; for the Evaluator,
 `--eval_metrics` and `--noeval_slices` narrow the run's EvalConfig, to measure what TFMA costs
 with fewer metrics or slices on the same examples and model (the floor of its per-row cost with
-`--eval_metrics=ExampleCount --noeval_slices`).
+`--eval_metrics=ExampleCount --noeval_slices`). An ExampleGen reads its raw files from the run's
+`input_base` again, or from `--input_base` where they have moved.
 """
 
 import common  # benchmarks/common.py, beside this script; first: it sets TensorFlow's environment
@@ -59,6 +60,8 @@ flags.DEFINE_bool('profile', True, 'Run under cProfile; --noprofile times the st
 flags.DEFINE_list('eval_metrics', None, 'Evaluator: keep only these metrics of the run\'s '
                   'EvalConfig (TFMA class names, e.g. ExampleCount), their thresholds with them: '
                   'what TFMA costs without the others.')
+flags.DEFINE_string('input_base', None, 'ExampleGens: read the raw files from this folder instead '
+                    'of the run\'s input_base (benchmarks/census.py --scale deletes its copies).')
 flags.DEFINE_bool('eval_slices', True, 'Evaluator: --noeval_slices keeps the overall slice only.')
 flags.mark_flag_as_required('run_dir')
 
@@ -166,6 +169,10 @@ def main(argv):
       raise app.UsageError('--eval_metrics / --noeval_slices: only for the Evaluator')
     properties['eval_config'] = narrowed_eval_config(properties['eval_config'],
                                                      FLAGS.eval_metrics, FLAGS.eval_slices)
+  if FLAGS.input_base:
+    if 'input_base' not in properties:
+      raise app.UsageError(f'--input_base: {FLAGS.stage} has no input_base (not an ExampleGen)')
+    properties['input_base'] = FLAGS.input_base
   scratch = tempfile.mkdtemp(prefix=f'profile-{FLAGS.stage}-')
   try:
     for key, artifacts in outputs.items():

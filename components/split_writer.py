@@ -9,16 +9,17 @@ holds a GroupByKey's whole input in memory: at HIGGS 1 M + 1 M rows the ExampleG
 5.8 GB, for a split it only has to pass through.
 
 `WriteSplit` here keeps TFX's path wherever there are workers to shuffle through, and on the
-in-process runner (`beam_runner.options.runs_in_one_process`) shuffles through local temporary
-files instead, the two-pass external shuffle:
+in-process runner (`beam_runner.options.runs_in_one_process`) shuffles through temporary files
+instead, the two-pass external shuffle:
 
 1. Scatter: each record, as it streams by, is appended to one of `buckets` temporary files, chosen
    uniformly at random.
 2. Gather: each bucket, once small enough to hold (`max_bucket_bytes`), is read, permuted
-   uniformly (`random.shuffle`) and written as one output shard; a larger bucket is scattered
-   again the same way.
+   uniformly (`random.shuffle`) and appended to the output shard, which closes once it holds
+   `max_bucket_bytes` (a small split is one file); a larger bucket is scattered again the same
+   way.
 
-The shards in order are a uniformly random permutation of the split: every record's bucket is
+The records, bucket after bucket, are a uniformly random permutation of the split: every record's bucket is
 drawn independently and uniformly, and every bucket's order is a uniform permutation, so each
 ordering of the N records has the same probability. Memory is bounded by one bucket (plus a
 write buffer per bucket in the scatter), not by the split. The random draws are seeded from the
@@ -157,9 +158,10 @@ class _ScatterFn(beam.DoFn):
 
 def _gather(bucket_paths: List[str], split_dir: str, temp_dir: str, max_bucket_bytes: int,
             seed: int) -> List[str]:
-  """Gather pass: every bucket permuted and written as a gzipped TFRecord shard, larger ones
-  scattered again first; then the shards renamed `data_tfrecord-SSSSS-of-NNNNN.gz` (one empty
-  shard for an empty split, as Beam's TFRecord sink writes) and the temporary files removed.
+  """Gather pass: every bucket permuted and appended to the current gzipped TFRecord shard (a
+  new shard once one holds `max_bucket_bytes`), larger buckets scattered again first; then the
+  shards renamed `data_tfrecord-SSSSS-of-NNNNN.gz` (one empty shard for an empty split, as Beam's
+  TFRecord sink writes) and the temporary files removed.
 
   Returns:
     The output files' paths, in shard order.
@@ -167,32 +169,39 @@ def _gather(bucket_paths: List[str], split_dir: str, temp_dir: str, max_bucket_b
   rng = random.Random(seed)
   pending = sorted(bucket_paths)  # a fixed order, so that the seed fixes the output
   shards: List[str] = []
-  level = 0
-  while pending:
-    path = pending.pop(0)
-    size = tf.io.gfile.stat(path).length
-    if size > max_bucket_bytes:
-      level += 1
-      scatter = _Scatter(temp_dir, f'split{level}', max(2, 2 * -(-size // max_bucket_bytes)),
-                         rng)
-      for record in _read_records(path):
-        scatter.add(record)
-      tf.io.gfile.remove(path)
-      pending = sorted(scatter.close()) + pending
-      continue
-    records = list(_read_records(path))
-    rng.shuffle(records)
-    shard = os.path.join(temp_dir, f'shard-{len(shards):05d}.gz')
-    with tf.io.TFRecordWriter(shard, tf.io.TFRecordOptions(compression_type='GZIP')) as writer:
+  writer, shard_bytes, level = None, 0, 0
+  try:
+    while pending or not shards:
+      if writer is None:
+        shards.append(os.path.join(temp_dir, f'shard-{len(shards):05d}.gz'))
+        writer = tf.io.TFRecordWriter(shards[-1], tf.io.TFRecordOptions(compression_type='GZIP'))
+        shard_bytes = 0
+      if not pending:
+        break
+      path = pending.pop(0)
+      size = tf.io.gfile.stat(path).length
+      if size > max_bucket_bytes:
+        level += 1
+        scatter = _Scatter(temp_dir, f'split{level}', max(2, 2 * -(-size // max_bucket_bytes)),
+                           rng)
+        for record in _read_records(path):
+          scatter.add(record)
+        tf.io.gfile.remove(path)
+        pending = sorted(scatter.close()) + pending
+        continue
+      records = list(_read_records(path))
+      rng.shuffle(records)
       for record in records:
         writer.write(record)
-    del records
-    tf.io.gfile.remove(path)
-    shards.append(shard)
-  if not shards:
-    shard = os.path.join(temp_dir, 'shard-00000.gz')
-    tf.io.TFRecordWriter(shard, tf.io.TFRecordOptions(compression_type='GZIP')).close()
-    shards.append(shard)
+      del records
+      tf.io.gfile.remove(path)
+      shard_bytes += size
+      if shard_bytes >= max_bucket_bytes:
+        writer.close()
+        writer = None
+  finally:
+    if writer is not None:
+      writer.close()
   outputs = []
   for i, shard in enumerate(shards):
     output = os.path.join(split_dir, f'{FILE_PREFIX}-{i:05d}-of-{len(shards):05d}.gz')
