@@ -45,6 +45,7 @@ import re
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 from absl import logging
@@ -175,6 +176,36 @@ def _arrow_type(name: str, value: Any) -> pa.DataType:
   raise ValueError(f'feature {name}: unsupported value type {type(value).__name__}')
 
 
+def _scalar_column(name: str, values: List[Any], kinds: set) -> Optional[pa.Array]:
+  """The Arrow list column of a feature with one value or None a row (None: no value in the
+  batch), typed by its first value as `to_serialized_examples`' general path types it, with the
+  same errors; the lists built by Arrow from one flat array, not row by row in Python."""
+  kinds = kinds - {type(None)}
+  if not kinds:
+    return None
+  present = [v is not None for v in values]
+  flat = [v for v in values if v is not None]
+  arrow_type = _arrow_type(name, flat[0])
+  if arrow_type == pa.list_(pa.int64()):
+    if not kinds <= {int, bool}:  # Arrow would truncate
+      raise ValueError(f'feature {name}: values of more than one kind in a batch of rows '
+                       f'(int, then {sorted(k.__name__ for k in kinds)})')
+    if bool in kinds:  # Arrow takes no bool as int64
+      flat = [int(x) for x in flat]
+  elif arrow_type == pa.list_(pa.binary()) and not kinds <= {str, bytes}:
+    raise ValueError(f'feature {name}: values of more than one kind in a batch of rows '
+                     f'({sorted(k.__name__ for k in kinds)})')
+  try:
+    flat_array = pa.array(flat, type=arrow_type.value_type)
+  except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+    raise ValueError(f'feature {name}: values of more than one kind in a batch of rows '
+                     f'({e})') from e
+  offsets = np.zeros(len(values) + 1, dtype=np.int32)
+  np.cumsum(present, out=offsets[1:])
+  return pa.ListArray.from_arrays(pa.array(offsets), flat_array,
+                                  mask=pa.array(np.logical_not(present)))
+
+
 def to_serialized_examples(rows: Sequence[Dict[str, Any]]) -> List[bytes]:
   """Serialized tf.Examples of rows ({name: value} as for `to_example`), encoded in one batch.
 
@@ -188,9 +219,17 @@ def to_serialized_examples(rows: Sequence[Dict[str, Any]]) -> List[bytes]:
       (int, float, or str/bytes), naming the feature.
   """
   names, arrays = [], []
-  for name in dict.fromkeys(name for row in rows for name in row):
+  for name in dict.fromkeys(itertools.chain.from_iterable(rows)):  # every row's keys, in order
+    values = [row.get(name) for row in rows]
+    kinds = set(map(type, values))
+    if not kinds & {list, tuple}:  # one value or None a row (a CSV field): columnar in Arrow
+      array = _scalar_column(name, values, kinds)
+      if array is not None:
+        arrays.append(array)
+        names.append(name)
+      continue
     lists = [(list(v) if isinstance(v, (list, tuple)) else [v]) if v is not None else None
-             for v in (row.get(name) for row in rows)]
+             for v in values]
     lists = [v or None for v in lists]  # missing, as `to_example` leaves out an empty list
     first = next((v[0] for v in lists if v), None)
     if first is None:  # missing in every row of the batch

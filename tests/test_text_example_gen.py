@@ -100,6 +100,12 @@ def test_batch_encoding_decodes_like_to_example_and_rejects_mixed_kinds():
   decoder = example_coder.ExamplesToRecordBatchDecoder()
   assert decoder.DecodeBatch(batch).equals(decoder.DecodeBatch(one_by_one))
   assert text_example_gen.to_serialized_examples([{}, {'a': None}]) == [b'', b'']
+  # One value a field (a CSV row), the columnar path: None, bools, str beside bytes.
+  scalars = [{'i': 1, 's': 'é', 'f': 1.5, 'flag': True, 'none': None},
+             {'i': None, 's': b'x', 'f': 2.0, 'flag': False},
+             {'i': -3, 's': None, 'f': None, 'flag': None, 'none': None}]
+  assert decoder.DecodeBatch(text_example_gen.to_serialized_examples(scalars)).equals(
+      decoder.DecodeBatch([text_example_gen.to_example(r).SerializeToString() for r in scalars]))
   with pytest.raises(ValueError, match=r'feature a: values of more than one kind.*float'):
     text_example_gen.to_serialized_examples([{'a': 1}, {'a': 2.5}])  # Arrow would truncate 2.5
   with pytest.raises(ValueError, match='feature a: values of more than one kind'):
