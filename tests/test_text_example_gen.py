@@ -40,6 +40,10 @@ def test_writes_typed_examples_and_reports_malformed_rows(tmp_path, adult_lines)
   train_examples = _read(examples.uri, 'train')
   assert len(train_examples) == 3000
   assert len(_read(examples.uri, 'eval')) == 1000  # the junk first line is not a row
+  # Written by split_writer in one process: one shuffled file a small split, no temporary left.
+  assert os.listdir(os.path.join(examples.uri, 'Split-train')) == ['data_tfrecord-00000-of-00001.gz']
+  lines = [e.features.feature['fnlwgt'].int64_list.value[0] for e in train_examples]
+  assert lines[:5] != [77516, 83311, 215646, 234721, 338409]  # adult.data's first five rows
   sample = next(e for e in train_examples
                 if e.features.feature['fnlwgt'].int64_list.value == [77516])  # line 1
   feature = sample.features.feature
