@@ -171,6 +171,7 @@ def _gather(bucket_paths: List[str], split_dir: str, temp_dir: str, max_bucket_b
   Returns:
     The output files' paths, in shard order.
   """
+  tf.io.gfile.makedirs(temp_dir)  # also where no bundle started (an empty split, on some runners)
   rng = random.Random(seed)
   pending = sorted(bucket_paths)  # a fixed order, so that the seed fixes the output
   shards: List[str] = []
