@@ -230,5 +230,6 @@ def main(argv):
     with open(FLAGS.json, 'w', encoding='utf-8') as f:
       json.dump(figures, f, indent=1)
 
+
 if __name__ == '__main__':
   app.run(main)

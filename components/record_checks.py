@@ -67,9 +67,9 @@ _REPORT_PREFIX = 'malformed_rows-'
 class SpreadOverWorkers(beam.PTransform):
   """A Reshuffle, so that what follows (parsing, encoding, writing) runs on every worker instead
   of on the one that read the file; nothing on the in-process DirectRunner with one worker
-  (`beam_runner.options.runs_in_one_process`). There it would spread nothing, and Beam's in-process runner
-  materializes a Reshuffle's whole input, so the split's raw chunks would all be held in memory:
-  without it, reading, parsing and writing fuse into one streaming stage."""
+  (`beam_runner.options.runs_in_one_process`). There it would spread nothing, and Beam's
+  in-process runner materializes a Reshuffle's whole input, so the split's raw chunks would all be
+  held in memory: without it, reading, parsing and writing fuse into one streaming stage."""
 
   def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
     if beam_options.runs_in_one_process(pcoll.pipeline.options):

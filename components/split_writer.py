@@ -57,7 +57,7 @@ MAX_BUCKET_BYTES = 128 << 20
 # zlib's fastest level, not its default 6: a third of the compression time, for files half again
 # as large that Beam's TFRecord reader reads a little slower (README: Per-row speed, ExampleGen).
 GZIP_LEVEL = 1
-_WRITE_BUFFER_BYTES = 1 << 20
+_IO_BUFFER_BYTES = 1 << 20  # a bucket file's write buffer, and the read size in the gather
 _TEMP_DIR = '.shuffle-tmp'
 _LENGTH = struct.Struct('<Q')  # a temporary record's frame: its length, then its bytes
 
@@ -70,7 +70,7 @@ def _serialized(record: Record) -> bytes:
 
 class _Scatter:
   """Appends framed records to `count` files `<prefix>-<i>` in `temp_dir`, each to a uniformly
-  random one, through a write buffer of `_WRITE_BUFFER_BYTES` per file."""
+  random one, through a write buffer of `_IO_BUFFER_BYTES` per file."""
 
   def __init__(self, temp_dir: str, prefix: str, count: int, rng: random.Random):
     self._paths = [os.path.join(temp_dir, f'{prefix}-{i:05d}') for i in range(count)]
@@ -84,7 +84,7 @@ class _Scatter:
     buffer = self._buffers[i]
     buffer += _LENGTH.pack(len(record))
     buffer += record
-    if len(buffer) >= _WRITE_BUFFER_BYTES:
+    if len(buffer) >= _IO_BUFFER_BYTES:
       self._flush(i)
 
   def _flush(self, i: int) -> None:
@@ -114,7 +114,7 @@ def _read_records(path: str) -> Iterator[bytes]:
   pending = b''
   with tf.io.gfile.GFile(path, 'rb') as f:
     while True:
-      chunk = f.read(_WRITE_BUFFER_BYTES)
+      chunk = f.read(_IO_BUFFER_BYTES)
       if not chunk:
         break
       data = pending + chunk if pending else chunk
