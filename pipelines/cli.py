@@ -24,13 +24,18 @@ Flags are shared by every model and every command. Exit status: 0 on a finished 
 not), 1 on a failed run (bad data, anomalies, a component error), a usage error, an ML Metadata
 server that cannot be used (down, a refused login, a database it cannot create) or an output
 directory in use by another run, 130 / 143 on SIGINT / SIGTERM (the same command resumes).
+After the signal, a run has STOP_GRACE_S seconds to mark its stage canceled and write its summary;
+past that the process exits anyway, the threads' stacks in the log. `kill -USR1 PID` writes the
+stacks of a running `official-tfx run` to its log without stopping it (Python's faulthandler).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import shlex
+import signal
 import sys
 import textwrap
 import time
@@ -45,6 +50,8 @@ from pipelines import console
 
 if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'official-tfx':
   console.capture()  # before TensorFlow's imports print to the terminal
+  # `kill -USR1 PID`: every thread's stack to descriptor 2, which is the run's log once it is known.
+  faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
 
 from absl import app, flags, logging
 
@@ -54,6 +61,9 @@ from pipelines.settings import (FLAGS, apply_config_file, build_run, check_beam_
                                 check_flags, given_metadata_connection, metadata_connection)
 from preprocessing import datasets
 
+# After SIGINT / SIGTERM: marking the stage canceled, removing its folders and writing the summary
+# take seconds; a clean-up still going after this long is stuck, and the process exits.
+STOP_GRACE_S = 60
 USAGE = ('usage: official-tfx run MODEL [flags] | official-tfx compile MODEL [flags] | '
          'official-tfx list | official-tfx report OUTPUT_DIR | '
          'official-tfx runs OUTPUT_DIR [--compare A B] | '
@@ -150,7 +160,7 @@ def run_command(model: str) -> int:
     print(f'  {split}: {path}{rows if (first, count) != (0, None) else ""}')
   try:
     summary = runner.run(spec, config, inputs, from_stage=FLAGS.from_stage,
-                         to_stage=FLAGS.to_stage)
+                         to_stage=FLAGS.to_stage, force_exit_after_s=STOP_GRACE_S)
   except runner.OutputDirBusy as e:
     print(f'official-tfx: {e}', file=console.err())
     return 1

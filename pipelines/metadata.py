@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, TextIO
 
+from absl import logging
 import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
@@ -235,6 +236,10 @@ class ProgressMonitor:
     display: where to report (see `pipelines.progress.display_for`).
   """
 
+  # A poll takes milliseconds; one still going after this long is stuck (the store locked by what
+  # a signal interrupted), and the run's end does not wait for it.
+  STOP_TIMEOUT_S = 10.0
+
   def __init__(self, metadata_path: metadata_store.Where, pipeline_name: str, node_ids: List[str],
                since_ms: int, out: Optional[TextIO] = None, interval: float = 0.5,
                on_finished: Optional[Callable[[mlmd.MetadataStore, Stage], List[str]]] = None,
@@ -255,9 +260,12 @@ class ProgressMonitor:
 
   def __exit__(self, *exc):
     self._stop.set()
-    self._thread.join()
+    self._thread.join(timeout=self.STOP_TIMEOUT_S)
     try:
-      self._poll()  # the last transitions
+      if self._thread.is_alive():
+        logging.warning('The progress display\'s poll of ML Metadata did not finish; left behind')
+      else:
+        self._poll()  # the last transitions
     finally:
       self.display.__exit__(*exc)
 

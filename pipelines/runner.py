@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import faulthandler
 import fcntl
 import json
 import os
@@ -41,7 +42,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as pipeline_lib
 
-from pipelines import fingerprint, history, metadata, metadata_store, report
+from pipelines import console, fingerprint, history, metadata, metadata_store, report
 from pipelines import progress as progress_lib
 from pipelines.factory import (RunConfig, RunInputs, create_pipeline, resolve_config,
                                trainer_config)
@@ -103,7 +104,7 @@ def run_lock(output_dir: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def interrupts_raise() -> Iterator[None]:
+def interrupts_raise(force_exit_after_s: Optional[float] = None) -> Iterator[None]:
   """Within the block, SIGINT and SIGTERM raise RunInterrupted in the main thread (a no-op
   elsewhere, where Python cannot install handlers); the previous handlers come back after.
 
@@ -112,16 +113,24 @@ def interrupts_raise() -> Iterator[None]:
   (seen: a Keras training run went on to the end after Ctrl-C). Such a dropped RunInterrupted
   reaches `sys.unraisablehook`, which here re-arms the handler and delivers the signal again a
   moment later, from wherever the main thread then is.
+
+  Args:
+    force_exit_after_s: for a process that is this run alone (the CLI): once a signal arrived,
+      the process ends within this many seconds even if the clean-up or the interpreter's exit
+      hangs (`force_exit_later`). None: never forced.
   """
   if threading.current_thread() is not threading.main_thread():
     yield
     return
   done = threading.Event()
+  forced: List[threading.Timer] = []
 
   def handler(signum, frame):
     del frame
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the clean-up
       signal.signal(sig, signal.SIG_IGN)
+    if force_exit_after_s is not None and not forced:
+      forced.append(force_exit_later(signum, force_exit_after_s))
     raise RunInterrupted(signum)
 
   def redeliver(signum: int) -> None:
@@ -147,6 +156,35 @@ def interrupts_raise() -> Iterator[None]:
     sys.unraisablehook = previous_hook
     for sig, old in previous.items():
       signal.signal(sig, old)
+
+
+def force_exit_later(signum: int, seconds: float) -> threading.Timer:
+  """Ends this process `seconds` from now, unless it has ended by then: for the clean-up after
+  a signal, which must not hang the user's terminal (a lock left held where the signal landed,
+  a thread that never finishes, a library's exit hook). First every thread's stack goes to
+  `sys.stderr` (the run's log under the CLI), then one line to the terminal (`console.err()`),
+  then `os._exit(128 + signum)`, with no further clean-up: the next run in the output directory
+  marks what this one left unfinished canceled (`metadata.close_unfinished`).
+
+  Returns the started daemon timer (`cancel()` disarms it).
+  """
+  def force() -> None:
+    name = signal.Signals(signum).name
+    with contextlib.suppress(Exception):
+      sys.stderr.write(f'\nofficial-tfx: the process did not end within {seconds:g} s of {name}; '
+                       'the stacks of its threads:\n')
+      sys.stderr.flush()
+      faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    with contextlib.suppress(Exception):
+      print(f'official-tfx: stopping after {name} took more than {seconds:g} s; exiting now (the '
+            'threads\' stacks are in the log). The next run in this output directory marks what '
+            'this one left unfinished canceled.', file=console.err(), flush=True)
+    os._exit(128 + signum)  # pylint: disable=protected-access
+
+  timer = threading.Timer(seconds, force)
+  timer.daemon = True
+  timer.start()
+  return timer
 
 
 def stage_names(spec: ModelSpec) -> List[str]:
@@ -221,7 +259,8 @@ def _reported_inputs(store, stage) -> List[str]:
 
 def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, str]',
         progress: Optional[Any] = None, from_stage: Optional[str] = None,
-        to_stage: Optional[str] = None) -> Dict[str, Any]:
+        to_stage: Optional[str] = None,
+        force_exit_after_s: Optional[float] = None) -> Dict[str, Any]:
   """Runs the pipeline of `spec` to the end and returns the run summary (also in run_summary.json).
 
   The run's ML Metadata is `config.metadata_connection_config`: SQLite in the output directory, or
@@ -246,6 +285,9 @@ def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, st
     progress: stream for the per-component progress lines (default stdout); False silences them.
     from_stage, to_stage: a partial run (TFX's RunOptions) over these stages (`stage_names`),
       the others' outputs taken from the last run; None: from the first, to the last.
+    force_exit_after_s: for a process that is this run alone (the CLI): after SIGINT or SIGTERM
+      the process ends within this many seconds, also if the clean-up hangs
+      (`force_exit_later`). None: never forced (a library caller's process is its own).
 
   Raises:
     OutputDirBusy: another run is writing `config.output_dir`.
@@ -284,7 +326,8 @@ def run(spec: ModelSpec, config: RunConfig, inputs: 'RunInputs | Mapping[str, st
           f'run that was killed: marked canceled, {len(stage.removed)} unfinished artifact '
           f'folder(s) removed')
     summary, error = _run_and_summarize(spec, config, inputs, pipeline, run_options,
-                                        progress, model_type, settings(spec, config, trainer))
+                                        progress, model_type, settings(spec, config, trainer),
+                                        force_exit_after_s)
   if error is not None:
     raise error
   return summary
@@ -317,14 +360,14 @@ def versions() -> Dict[str, Optional[str]]:
 
 
 def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, model_type,
-                       resolved_config):
+                       resolved_config, force_exit_after_s):
   """`run`'s body under the run lock: returns (summary, the error that stopped the run or None)."""
   node_ids = [c.id for c in pipeline.components]
   started, since_ms = time.time(), metadata.now_ms()
   error: Optional[BaseException] = None
   interrupted: Optional[Dict[str, Any]] = None
   try:
-    with interrupts_raise():
+    with interrupts_raise(force_exit_after_s):
       if progress is False:
         tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
       else:

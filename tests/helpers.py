@@ -1,11 +1,16 @@
-"""Helpers shared by the tests: run an ExampleGen's executor, read its output, run the CLI,
-score a census SavedModel."""
+"""Helpers shared by the tests: run an ExampleGen's executor, read its output, run the CLI (to
+the end, or in the background with deadlines on what it prints), score a census SavedModel."""
 
+import glob
 import html.parser
 import io
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -48,6 +53,91 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
   """`official-tfx ARGS...` in a fresh process; returns the finished process (text output)."""
   return subprocess.run([sys.executable, '-m', 'pipelines.cli', *args], capture_output=True,
                         text=True, timeout=timeout, check=False)
+
+
+class BackgroundCli:
+  """`official-tfx ARGS...` started in its own process group, its stdout read line by line by a
+  thread so that every wait has a deadline, and a stuck run is explained, not waited on forever.
+
+  `lines` holds the stdout lines read so far; stderr goes to `stderr_path`. On a deadline
+  `explain` sends SIGUSR1 (the CLI writes every thread's stack to its log), then returns the
+  stderr and the newest log under `output_dir/logs`, last parts, for the failure message.
+  """
+
+  def __init__(self, args: Sequence[str], stderr_path: str, output_dir: str):
+    self.output_dir, self.stderr_path = output_dir, stderr_path
+    self.lines: List[str] = []
+    self._queue: 'queue.Queue[Optional[str]]' = queue.Queue()
+    with open(stderr_path, 'w') as stderr:
+      self.process = subprocess.Popen([sys.executable, '-m', 'pipelines.cli', *args],
+                                      stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                      start_new_session=True)
+    threading.Thread(target=self._read, daemon=True).start()
+
+  def _read(self) -> None:
+    for line in self.process.stdout:
+      self._queue.put(line)
+    self._queue.put(None)  # end of file
+
+  def _next_line(self, deadline: float, waiting_for: str) -> Optional[str]:
+    """The next stdout line (kept in `lines`), None at its end; AssertionError past `deadline`."""
+    try:
+      line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+      raise AssertionError(f'{waiting_for}: not within the deadline\n{self.explain()}') from None
+    if line is not None:
+      self.lines.append(line)
+    return line
+
+  def wait_for_line(self, text: str, timeout: float) -> Optional[str]:
+    """The first line from here on that contains `text`; None if stdout ended first.
+
+    Raises:
+      AssertionError: `timeout` seconds passed first (the message has `explain()`).
+    """
+    deadline = time.monotonic() + timeout
+    while (line := self._next_line(deadline, f'a line with {text!r}')) is not None:
+      if text in line:
+        return line
+    return None
+
+  def wait(self, timeout: float) -> int:
+    """The exit status, once stdout has ended (the rest read into `lines`).
+
+    Raises:
+      AssertionError: the process did not end within `timeout` seconds (with `explain()`).
+    """
+    deadline = time.monotonic() + timeout
+    while self._next_line(deadline, 'the end of the run') is not None:
+      pass
+    try:
+      return self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+      raise AssertionError(f'the run had not ended {timeout:g} s on\n{self.explain()}') from None
+
+  def explain(self) -> str:
+    """Kills the process group, first asking a running CLI for its threads' stacks (SIGUSR1:
+    Python's faulthandler writes them to the log); returns the ends of stdout and stderr, the
+    log's end before the stacks, and the stacks."""
+    logs = sorted(glob.glob(os.path.join(self.output_dir, 'logs', '*.log')), key=os.path.getmtime)
+    log_path = logs[-1] if logs else None
+    before = os.path.getsize(log_path) if log_path else 0
+    if self.process.poll() is None:
+      os.kill(self.process.pid, signal.SIGUSR1)
+      time.sleep(3)
+    try:
+      os.killpg(self.process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+    log = ''
+    if log_path:
+      with open(log_path, 'rb') as f:
+        log = f.read().decode(errors='replace')
+    with open(self.stderr_path, errors='replace') as f:
+      stderr = f.read()
+    return (f'--- stdout ---\n{"".join(self.lines)[-2000:]}\n--- stderr ---\n{stderr[-3000:]}\n'
+            f'--- {log_path or "no log"}, its end ---\n{log[:before][-4000:]}\n'
+            f'--- the threads\' stacks (SIGUSR1) and what followed ---\n{log[before:][:12000]}')
 
 
 def cli_in_process(args: Sequence[str]) -> Tuple[int, str]:

@@ -2,17 +2,16 @@
 same command again, then a partial run from the Evaluator (small synthetic files in the UCI
 format, tests/synthetic.py; embedded default)."""
 
+import glob
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import metadata
-from tests import synthetic
+from tests import helpers, synthetic
 
 BEFORE_TRAINER = ('TextLineExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
                   'AnomaliesGate', 'Transform')
@@ -33,21 +32,18 @@ def _unfinished(output_dir):
 def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path):
   output_dir = str(tmp_path / 'census')
   files = synthetic.census_files(str(tmp_path), {'train': 2000, 'eval': 1000})
-  command = [sys.executable, '-m', 'pipelines.cli', 'run', 'census',
-             f'--train_data={files["train"]}', f'--eval_data={files["eval"]}',
-             f'--output_dir={output_dir}', '--train_steps=600']
-  with open(tmp_path / 'stderr.txt', 'w') as stderr:
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    shown = []
-    for line in run.stdout:  # the progress lines, flushed as each stage starts
-      shown.append(line)
-      if 'Trainer running' in line:
-        break
-    else:
-      pytest.fail('the run ended before its Trainer started:\n' + ''.join(shown))
-    run.send_signal(signal.SIGINT)
-    shown.extend(run.stdout)
-    assert run.wait(timeout=300) == 130
+  args = ['run', 'census', f'--train_data={files["train"]}', f'--eval_data={files["eval"]}',
+          f'--output_dir={output_dir}', '--train_steps=600']
+  run = helpers.BackgroundCli(args, str(tmp_path / 'stderr.txt'), output_dir)
+  # The progress lines are flushed as each stage starts.
+  if run.wait_for_line('Trainer running', timeout=600) is None:
+    pytest.fail('the run ended before its Trainer started:\n' + ''.join(run.lines))
+  run.process.send_signal(signal.SIGUSR1)  # the threads' stacks to the log; the run goes on
+  run.process.send_signal(signal.SIGINT)
+  assert run.wait(timeout=300) == 130, run.explain()
+  (log,) = glob.glob(os.path.join(output_dir, 'logs', '*.log'))
+  with open(log) as f:
+    assert 'most recent call first' in f.read()  # faulthandler's dump
   errors = (tmp_path / 'stderr.txt').read_text()
   assert 'official-tfx: interrupted (SIGINT) during Trainer' in errors
   assert f'Resume with: official-tfx run census --train_data={files["train"]}' in errors
@@ -60,8 +56,8 @@ def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path):
   assert _unfinished(output_dir) == []  # the Trainer's execution is CANCELED, not left RUNNING
   assert not any(os.path.exists(folder) for folder in summary['interrupted']['removed'])
 
-  resumed = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  resumed = helpers.BackgroundCli(args, str(tmp_path / 'stderr-resumed.txt'), output_dir)
+  assert resumed.wait(timeout=1200) == 0, resumed.explain()
   summary = _summary(output_dir)
   stages = {s['name']: s['cached'] for s in summary['stages']}
   assert all(stages[name] for name in BEFORE_TRAINER), summary['stages']
@@ -74,9 +70,9 @@ def test_sigint_during_the_trainer_then_the_same_command_resumes(tmp_path):
   assert summary['versions']['tfx'] == '1.16.0' and summary['versions']['tensorflow']
 
   # A partial run re-runs the Evaluator and what follows, on the last run's model.
-  partial = subprocess.run(command + ['--from_stage=evaluator'], capture_output=True, text=True,
-                           timeout=1200, check=False)
-  assert partial.returncode == 0, partial.stderr[-3000:]
+  partial = helpers.BackgroundCli(args + ['--from_stage=evaluator'],
+                                  str(tmp_path / 'stderr-partial.txt'), output_dir)
+  assert partial.wait(timeout=1200) == 0, partial.explain()
   again = _summary(output_dir)
   stages = {s['name']: s['cached'] for s in again['stages']}
   rerun = ('Evaluator', 'ServingCheck', 'Pusher')

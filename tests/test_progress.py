@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import threading
 import time
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -296,6 +297,33 @@ def test_progress_monitor_reports_mlmd_transitions_to_its_display(tmp_path):
                            ('done', 'TextLineExampleGen', False),
                            ('notices', 'TextLineExampleGen', ('TextLineExampleGen lines',)),
                            ('FAILED', 'Trainer', False)]
+
+
+def test_a_stuck_poll_does_not_hold_the_end_of_the_run(tmp_path, monkeypatch):
+  """The poll thread blocked in ML Metadata (as behind a lock that an interrupted stage left held):
+  leaving the monitor waits STOP_TIMEOUT_S, not forever, and still closes the display."""
+  metadata.open_store(str(tmp_path / 'metadata.sqlite'), readonly=False)
+  polled, release = threading.Event(), threading.Event()
+
+  def stuck(*_):
+    polled.set()
+    release.wait(60)
+    return []
+
+  monkeypatch.setattr(metadata, 'stages_since', stuck)
+  monkeypatch.setattr(metadata.ProgressMonitor, 'STOP_TIMEOUT_S', 0.5)
+  closed = []
+  display = _Recorder()
+  display.__exit__ = lambda *exc: closed.append(exc)
+  started = time.monotonic()
+  try:
+    with metadata.ProgressMonitor(str(tmp_path / 'metadata.sqlite'), 'census', NODES,
+                                  metadata.now_ms(), interval=0.01, display=display):
+      assert polled.wait(20)
+    assert time.monotonic() - started < 15
+    assert closed == [(None, None, None)] and display.calls == []
+  finally:
+    release.set()
 
 
 @pytest.mark.e2e

@@ -144,6 +144,44 @@ def test_an_interrupt_raised_where_python_drops_exceptions_is_delivered_again():
   assert raised.value.signal_name == 'SIGINT' and ref() is None
 
 
+# A child whose clean-up after the signal hangs: in the handler's aftermath itself, or at the
+# interpreter's exit, where Python waits for a thread that never ends.
+_STUCK_AFTER_SIGNAL = """
+import threading, time
+from pipelines import runner
+try:
+  with runner.interrupts_raise(force_exit_after_s={grace}):
+    print('ready', flush=True)
+    time.sleep(60)
+except runner.RunInterrupted:
+  if {where!r} == 'clean-up':
+    time.sleep(60)
+  else:
+    threading.Thread(target=threading.Event().wait).start()
+"""
+
+
+@pytest.mark.parametrize('where, sig, stuck_in', [('clean-up', signal.SIGINT, 'File "<string>"'),
+                                                  ('exit', signal.SIGTERM, 'in _shutdown')])
+def test_a_stuck_stop_ends_the_process_after_the_grace_with_the_stacks(where, sig, stuck_in):
+  child = subprocess.Popen(
+      [sys.executable, '-c', _STUCK_AFTER_SIGNAL.format(grace=2, where=where)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    assert child.stdout.readline().strip() == 'ready'
+    child.send_signal(sig)
+    started = time.monotonic()
+    _, stderr = child.communicate(timeout=40)
+  finally:
+    child.kill()
+  assert child.returncode == 128 + sig  # 130 / 143, as a clean stop
+  name = signal.Signals(sig).name
+  assert time.monotonic() - started < 30, 'forced long after the 2 s grace'
+  assert f'stopping after {name} took more than 2 s; exiting now' in stderr, stderr
+  assert 'most recent call first' in stderr, stderr  # faulthandler's stacks, before the line
+  assert stuck_in in stderr, stderr  # where it was stuck
+
+
 def test_error_messages_drop_beam_stage_names():
   error = ValueError("split 'train' (/d/adult.data): no valid row in 3 rows\n  /d/adult.data:1: bad "
                      "[while running 'InputToRecord[train]/ReadRows/CheckMalformed'] "
