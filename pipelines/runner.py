@@ -112,7 +112,10 @@ def interrupts_raise(force_exit_after_s: Optional[float] = None) -> Iterator[Non
   callback or a `__del__`, where an exception is printed as "Exception ignored in" and dropped
   (seen: a Keras training run went on to the end after Ctrl-C). Such a dropped RunInterrupted
   reaches `sys.unraisablehook`, which here re-arms the handler and delivers the signal again a
-  moment later, from wherever the main thread then is.
+  moment later, from wherever the main thread then is. One raised inside a C++ extension's
+  callback can come out as another exception (pybind11 turns it into a RuntimeError when it lands
+  while TensorFlow traces a function): any exception leaving the block after a signal leaves it as
+  RunInterrupted, the other as its `__cause__`.
 
   Args:
     force_exit_after_s: for a process that is this run alone (the CLI): once a signal arrived,
@@ -124,11 +127,13 @@ def interrupts_raise(force_exit_after_s: Optional[float] = None) -> Iterator[Non
     return
   done = threading.Event()
   forced: List[threading.Timer] = []
+  received: List[int] = []
 
   def handler(signum, frame):
     del frame
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the clean-up
       signal.signal(sig, signal.SIG_IGN)
+    received.append(signum)
     if force_exit_after_s is not None and not forced:
       forced.append(force_exit_later(signum, force_exit_after_s))
     raise RunInterrupted(signum)
@@ -151,6 +156,10 @@ def interrupts_raise(force_exit_after_s: Optional[float] = None) -> Iterator[Non
   previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
   try:
     yield
+  except Exception as e:
+    if received:  # the signal's exception, replaced on its way out: still the signal
+      raise RunInterrupted(received[0]) from e
+    raise
   finally:
     done.set()
     sys.unraisablehook = previous_hook
@@ -382,8 +391,14 @@ def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, mo
     closed = metadata.close_unfinished(config.metadata_connection_config, spec.name,
                                        config.pipeline_root,
                                        note=f'interrupted ({e.signal_name})', since_ms=since_ms)
-    interrupted = {'signal': e.signal_name,
-                   'stage': closed[-1].name if closed else None,
+    interrupted_stage = closed[-1].name if closed else None
+    if interrupted_stage is None and isinstance(e.__cause__, Exception):
+      # The signal came out of the component as another error (see interrupts_raise), which
+      # TFX's launcher recorded as the execution's failure.
+      interrupted_stage = next((s.name for s in reversed(metadata.stages_since(
+          metadata.open_store(config.metadata_connection_config), spec.name, since_ms))
+                                if s.state == 'FAILED'), None)
+    interrupted = {'signal': e.signal_name, 'stage': interrupted_stage,
                    'removed': [folder for stage in closed for folder in stage.removed]}
   except Exception as e:  # pylint: disable=broad-except
     error = e

@@ -144,6 +144,24 @@ def test_an_interrupt_raised_where_python_drops_exceptions_is_delivered_again():
   assert raised.value.signal_name == 'SIGINT' and ref() is None
 
 
+def test_an_interrupt_that_comes_out_as_another_error_is_still_the_interrupt():
+  """As when Ctrl-C lands while TensorFlow traces a function: pybind11 hands the handler's
+  exception back as a RuntimeError, which TFX's launcher records as the stage's failure."""
+  with pytest.raises(runner.RunInterrupted) as raised:
+    with runner.interrupts_raise():
+      try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+      except KeyboardInterrupt as e:
+        raise RuntimeError('pybind11::error_already_set: MISMATCH of original and normalized '
+                           'active exception types') from e
+  assert raised.value.exit_status == 143
+  assert isinstance(raised.value.__cause__, RuntimeError)
+  with pytest.raises(ValueError):  # without a signal, an error is itself
+    with runner.interrupts_raise():
+      raise ValueError('bad row')
+
+
 # A child whose clean-up after the signal hangs: in the handler's aftermath itself, or at the
 # interpreter's exit, where Python waits for a thread that never ends.
 _STUCK_AFTER_SIGNAL = """
