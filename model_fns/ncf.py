@@ -36,6 +36,7 @@ class NCFTask(KerasTask):
   """NeuMF trained on (user, item, 0/1) pairs; evaluated and served on candidate lists."""
 
   label_key = movielens.LABELS
+  supports_transform_in_trainer = False  # reads its records itself (candidate lists, epochs)
   model_types = ('neumf', 'gmf', 'mlp')
   distribution_strategies = ('default', 'one_device', 'mirrored', 'multi_worker')
   default_hparams = {
@@ -178,14 +179,13 @@ class NCFTask(KerasTask):
       return self.serve(model, transform(raw), ())
     return {'score_candidates': score_candidates}
 
-  def evaluate(self, model, eval_files, feature_spec, config: TrainerConfig,
-               eval_steps=None) -> Dict[str, float]:
+  def evaluate(self, model, data: TrainingData, eval_steps=None) -> Dict[str, float]:
     """HR@10 and NDCG@10 on the eval candidate lists (ranking_metrics, as TFMA computes them)."""
-    spec = {'user_xf': feature_spec['user_xf'], 'items_xf': feature_spec['items_xf'],
+    spec = {'user_xf': data.feature_spec['user_xf'], 'items_xf': data.feature_spec['items_xf'],
             movielens.LABELS: tf.io.VarLenFeature(tf.int64)}
     hit_rate, ndcg = ranking_metrics.HitRateAtK(10), ranking_metrics.NdcgAtK(10)
-    for batch in (read_records(eval_files)
-                  .batch(config.eval_batch_size)
+    for batch in (read_records(data.file_patterns)
+                  .batch(data.config.eval_batch_size)
                   .map(lambda s: tf.io.parse_example(s, spec))):
       scores = self.serve(model, batch, ())['scores']
       labels = tf.sparse.to_dense(batch[movielens.LABELS])

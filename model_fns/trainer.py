@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')  # tf.Transform 1.16 needs Keras 2.
 
@@ -83,6 +83,9 @@ class TrainerConfig:
     seed: random seed of TensorFlow, file order and shuffling.
     mixed_precision: None (float32), `float16` (Keras' `mixed_float16` policy, with loss scaling;
       for GPUs) or `bfloat16` (`mixed_bfloat16`; for TPUs and recent CPUs); the task must allow it.
+    transform_in_trainer: the Trainer's examples are the raw ones (the Transform ran with
+      `materialize=False`): each parsed batch goes through the transform graph
+      (`TFTransformOutput.transform_features_layer`) before the model sees it.
   """
   task: str
   model_type: str
@@ -98,6 +101,7 @@ class TrainerConfig:
   log_every_steps: int = 500
   seed: int = 42
   mixed_precision: Optional[str] = None
+  transform_in_trainer: bool = False
 
   def to_custom_config(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -147,6 +151,19 @@ class ModelInputs:
     spec = schema_utils.schema_as_feature_spec(schema).feature_spec
     return cls(dict(spec), dict(spec), None)
 
+  def transform_fn(self, keep: Iterable[str]) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    """Raw parsed features (all of `raw_feature_spec`) -> the transformed features named in
+    `keep`, through the Transform's graph: for examples the Transform did not materialize.
+
+    Raises:
+      ValueError: there is no Transform output.
+    """
+    if self.tft_output is None:
+      raise ValueError('transform_in_trainer needs the Transform\'s transform_graph')
+    layer = self.tft_output.transform_features_layer()
+    keep = list(keep)
+    return lambda raw: {k: v for k, v in layer(raw).items() if k in keep}
+
 
 @dataclasses.dataclass
 class TrainingData:
@@ -157,24 +174,29 @@ class TrainingData:
     feature_spec: the features to parse (the model's inputs and the label).
     label_key: the label feature.
     config: batch size, shuffling, caching and seed.
+    preprocess: the task's `preprocess_batch`, or None.
+    transform: raw parsed features -> the model's features and the label, for examples that the
+      Transform did not materialize (`feature_spec` is then the raw one); None: parsed as they are.
   """
   file_patterns: Sequence[str]
   feature_spec: Mapping[str, Any]
   label_key: str
   config: TrainerConfig
   preprocess: Optional[Preprocess] = None
+  transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
 
   def repeated(self) -> tf.data.Dataset:
     """Shuffled batches of exactly `batch_size`, repeated forever (for step-counted training)."""
     c = self.config
     return make_dataset(self.file_patterns, self.feature_spec, self.label_key, c.batch_size,
                         training=True, cache=c.cache_dataset, shuffle_buffer=c.shuffle_buffer,
-                        seed=c.seed, preprocess=self.preprocess)
+                        seed=c.seed, preprocess=self.preprocess, transform=self.transform)
 
   def one_pass(self) -> tf.data.Dataset:
     """Every example once, in file order, in batches of `batch_size` (the last may be smaller)."""
     return make_dataset(self.file_patterns, self.feature_spec, self.label_key,
-                        self.config.batch_size, training=False, preprocess=self.preprocess)
+                        self.config.batch_size, training=False, preprocess=self.preprocess,
+                        transform=self.transform)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +237,9 @@ class KerasTask(abc.ABC):
   supports_mixed_precision: bool = False
   # What `--batch_size` counts: examples, or (sequence models batched by length) tokens.
   batch_unit: str = 'examples'
+  # Whether the task reads its examples through TrainingData (the default `train_dataset` and
+  # `evaluate`), which applies the transform graph to raw examples (`transform_in_trainer`).
+  supports_transform_in_trainer: bool = True
   # Whether the export adds TF Serving's classify signature (`CLASSIFICATION_SIGNATURE`, see
   # `classification_outputs`) beside `serving_default`: single-label classifiers.
   classification_signature: bool = False
@@ -336,13 +361,14 @@ class KerasTask(abc.ABC):
       model.fit(train, initial_epoch=epochs, epochs=epochs + 1, steps_per_epoch=remainder,
                 callbacks=callbacks, verbose=0)
 
-  def evaluate(self, model: tf_keras.Model, eval_files: Sequence[str],
-               feature_spec: Mapping[str, Any], config: TrainerConfig,
+  def evaluate(self, model: tf_keras.Model, data: TrainingData,
                eval_steps: Optional[int] = None) -> Dict[str, float]:
-    """The end-of-training evaluation on the eval split (logged only; TFMA's decides the
-    blessing). Default: `model.evaluate` with the task's metrics, one step per execution."""
-    evaluation = make_dataset(eval_files, feature_spec, self.label_key, config.eval_batch_size,
-                              training=False, preprocess=self.preprocess_batch)
+    """The end-of-training evaluation on the eval split, `data` (logged only; TFMA's decides the
+    blessing). Default: `model.evaluate` with the task's metrics, one step per execution, in
+    batches of `data.config.eval_batch_size`."""
+    evaluation = dataclasses.replace(
+        data, config=dataclasses.replace(data.config, batch_size=data.config.eval_batch_size)
+    ).one_pass()
     if not eval_steps:  # A pass of unknown length needs one step per execution.
       with model.distribute_strategy.scope():
         self.compile(model, 1, optimizer=model.optimizer)
@@ -417,13 +443,17 @@ def read_records(file_patterns: Sequence[str], shuffle_files: bool = False,
 def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], label_key: str,
                  batch_size: int, training: bool, cache: bool = False, shuffle_buffer: int = 10_000,
                  seed: Optional[int] = None,
-                 preprocess: Optional[Preprocess] = None) -> tf.data.Dataset:
+                 preprocess: Optional[Preprocess] = None,
+                 transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
+                 ) -> tf.data.Dataset:
   """(features, label) batches from gzipped TFRecords of tf.Examples (transformed or raw).
 
-  Only the features of `feature_spec` (and the label) are parsed; a [batch, 1] label becomes
-  [batch]. Training data is shuffled and repeated forever (batches of exactly `batch_size`, the
-  global batch); evaluation data is one ordered pass (the last batch may be smaller). `preprocess`
-  (a task's `preprocess_batch`) then maps each batch's features, given `training`.
+  Only the features of `feature_spec` (and the label) are parsed; `transform` (the transform
+  graph, for raw examples the Transform did not materialize) then maps them to the model's
+  features and the label; a [batch, 1] label becomes [batch]. Training data is shuffled and
+  repeated forever (batches of exactly `batch_size`, the global batch); evaluation data is one
+  ordered pass (the last batch may be smaller). `preprocess` (a task's `preprocess_batch`) then
+  maps each batch's features, given `training`.
 
   Sharding across workers (MultiWorkerMirroredStrategy only; single-process strategies ignore it)
   is set explicitly to `AutoShardPolicy.DATA`: every worker reads every file and keeps its own
@@ -441,6 +471,8 @@ def make_dataset(file_patterns: Sequence[str], feature_spec: Mapping[str, Any], 
 
   def parse(serialized):
     features = tf.io.parse_example(serialized, feature_spec)
+    if transform is not None:
+      features = transform(features)
     label = features.pop(label_key)
     if isinstance(label, tf.Tensor) and label.shape.rank == 2 and label.shape[-1] == 1:
       label = tf.squeeze(label, -1)  # a raw [batch, 1] label, as the schema gives it
@@ -692,6 +724,9 @@ def task_class(config: TrainerConfig) -> type:
                        f'{sorted(MIXED_PRECISION_POLICIES)}')
     if not cls.supports_mixed_precision:
       raise ValueError(f'{cls.__name__} does not support mixed precision')
+  if config.transform_in_trainer and not cls.supports_transform_in_trainer:
+    raise ValueError(f'{cls.__name__} reads its examples itself: it needs the Transform to '
+                     'materialize them')
   return cls
 
 
@@ -773,6 +808,9 @@ def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
                   for k in task.model_features(model, inputs) + [task.label_key]}
   data = TrainingData(fn_args.train_files, feature_spec, task.label_key, config,
                       preprocess=task.preprocess_batch)
+  if config.transform_in_trainer:
+    data = dataclasses.replace(data, feature_spec=inputs.raw_feature_spec,
+                               transform=inputs.transform_fn(feature_spec))
   callbacks = ([tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
                                                update_freq='epoch')] if chief else [])
   progress = TrainingProgress(fn_args.train_steps, hparams.get('train_epochs'))
@@ -780,7 +818,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainerConfig) -> None:
   progress.finished()
 
   training_progress.status('evaluating on the eval split')
-  results = task.evaluate(model, fn_args.eval_files, feature_spec, config,
+  results = task.evaluate(model, dataclasses.replace(data, file_patterns=fn_args.eval_files),
                           fn_args.eval_steps)
   logging.info('End-of-training evaluation: %s', results)
   training_progress.status('exporting the SavedModel')

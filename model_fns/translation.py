@@ -114,6 +114,7 @@ class TranslationTask(KerasTask):
   """
 
   label_key = wmt.TARGET_KEY
+  supports_transform_in_trainer = False  # reads its records itself (length buckets)
   model_types = ('small', 'base', 'big')
   batch_unit = 'tokens'
   default_hparams = {
@@ -205,11 +206,10 @@ class TranslationTask(KerasTask):
   def train(self, model, data, callbacks):
     super().train(model, data, callbacks + [self._throughput])
 
-  def evaluate(self, model, eval_files, feature_spec, config,
-               eval_steps=None) -> Dict[str, float]:
+  def evaluate(self, model, data, eval_steps=None) -> Dict[str, float]:
     """Teacher-forced loss and token accuracy on the eval split (BLEU is the Evaluator's), and the
     training throughput in target tokens/s."""
-    examples = self._examples(eval_files, feature_spec, False, config).map(_trim)
+    examples = self._examples(data.file_patterns, data.feature_spec, False, data.config).map(_trim)
     batches = examples.padded_batch(64).map(_split_label)
     with model.distribute_strategy.scope():  # a pass of unknown length: one step per execution
       self.compile(model, 1, optimizer=model.optimizer)

@@ -268,7 +268,9 @@ def trainer_config(spec: ModelSpec, config: RunConfig) -> TrainerConfig:
                           batch_size=config.batch_size or spec.batch_size,
                           distribution_strategy=config.distribution_strategy,
                           num_gpus=config.num_gpus, tpu=config.tpu,
-                          mixed_precision=config.mixed_precision)
+                          mixed_precision=config.mixed_precision,
+                          transform_in_trainer=bool(spec.preprocessing_fn)
+                          and not spec.materialize_transform)
   task_class(trainer)
   return trainer
 
@@ -389,9 +391,12 @@ def create_pipeline(spec: ModelSpec, config: RunConfig,
         force_tf_compat_v1=spec.transform_tf_compat_v1,
         disable_statistics=not config.transform_statistics,
         disable_analyzer_cache=not config.transform_analyzer_cache,
+        materialize=spec.materialize_transform,
         custom_config={**config.transform_settings, **inputs.transform_files} or None)
     transform.add_upstream_node(anomalies_gate)
-    training_inputs = {'examples': transform.outputs['transformed_examples'],
+    # Not materialized: the Trainer reads the raw examples and applies the transform graph.
+    training_inputs = {'examples': transform.outputs['transformed_examples']
+                                   if spec.materialize_transform else example_gen.outputs['examples'],
                        'transform_graph': transform.outputs['transform_graph']}
     preprocessing = [transform]
   else:  # The model reads the raw examples; the gate still stops the run before the Trainer.

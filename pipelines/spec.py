@@ -270,6 +270,11 @@ class ModelSpec:
       (`force_tf_compat_v1`). Measured on census: Transform 35 s instead of 60-93 s in TF2 mode,
       where tracing the preprocessing_fn dominates; the transform graph loads in TF2 all the same.
       Turn off for a preprocessing_fn that needs TF2-only ops.
+    materialize_transform: the Transform writes the transformed examples and the Trainer reads
+      them (TFX's default). False: the Transform only analyzes (`materialize=False`, one pass
+      over the train split) and the Trainer applies the transform graph to each batch of raw
+      examples (`TrainerConfig.transform_in_trainer`): for a preprocessing_fn that is cheap per
+      row next to writing and reading its output again (census); the task must support it.
     max_malformed_fraction: default of `--max_malformed_fraction` (see TextLineExampleGen).
     model_ops_module: module path the Evaluator imports before it loads the model, for a
       SavedModel with custom ops (TF Decision Forests' inference op); None for plain TF ops.
@@ -314,6 +319,7 @@ class ModelSpec:
   evaluation: EvalSpec
   description: str = ''
   transform_tf_compat_v1: bool = True
+  materialize_transform: bool = True
   max_malformed_fraction: float = DEFAULT_MAX_MALFORMED_FRACTION
   model_ops_module: Optional[str] = None
   serving_op_modules: Tuple[str, ...] = ()

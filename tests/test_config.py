@@ -1,12 +1,14 @@
 """Run configuration: strategies, Beam options, the TFMA config of a spec, hyperparameters, CLI usage."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from tfx.utils import import_utils
 
 from beam_runner import options
 from model_fns import binary_metrics, strategy, trainer
@@ -197,6 +199,35 @@ def test_transform_settings_and_the_beam_state_cache_weighing(tmp_path):
   small, large = statecache.get_deep_size(list(range(10))), statecache.get_deep_size(
       list(range(10_000)))
   assert 0 < small < large
+
+
+@pytest.mark.parametrize('model, materialized', [('census', False), ('mnist', True)])
+def test_a_transform_not_materialized_leaves_the_trainer_the_raw_examples(tmp_path, model,
+                                                                          materialized):
+  """Census's Transform only analyzes (materialize=False): its Trainer reads ExampleGen's examples
+  and applies the transform graph itself; mnist's Trainer reads the Transform's output."""
+  spec = spec_lib.get(model)
+  assert spec.materialize_transform is materialized
+  files = {'train': str(tmp_path / 'train'), 'eval': str(tmp_path / 'eval')}
+  pipeline = factory.create_pipeline(spec, factory.RunConfig(output_dir=str(tmp_path)), files)
+  nodes = {c.id: c for c in pipeline.components}
+  assert ('transformed_examples' in nodes['Transform'].outputs) is materialized
+  examples = nodes['Trainer'].inputs['examples']
+  assert examples.producer_component_id == ('Transform' if materialized else
+                                            'TextLineExampleGen')
+  custom_config = nodes['Trainer'].exec_properties['custom_config']
+  config = trainer.TrainerConfig.from_custom_config(
+      json.loads(custom_config) if isinstance(custom_config, str) else custom_config)
+  assert config.transform_in_trainer is not materialized
+
+
+def test_tasks_that_read_their_records_themselves_need_materialized_examples():
+  for task in ('model_fns.ncf.NCFTask', 'model_fns.translation.TranslationTask'):
+    cls = import_utils.import_class_by_path(task)
+    config = trainer.TrainerConfig(task=task, model_type=cls.model_types[0],
+                                   transform_in_trainer=True)
+    with pytest.raises(ValueError, match='needs the Transform to materialize them'):
+      trainer.task_class(config)
 
 
 def test_specs_are_discovered_from_the_models_package(tmp_path, monkeypatch):
