@@ -154,17 +154,20 @@ RATINGS_LINES = {'movielens-1m': ('ratings.dat', '1::1193::5::978300760\n2::1357
                                                   '1,2,3.5,1112486027\n2,29,3.5,1112484676\n')}
 
 
-def _expected_upstream(example_gen, transform):
-  """Each task's upstream tasks in a model's DAG: its components' inputs and explicit orderings."""
+def _expected_upstream(example_gen, spec):
+  """Each task's upstream tasks in the DAG of `spec` (its ExampleGen's id `example_gen`): its
+  components' inputs and explicit orderings."""
   upstream = {example_gen: [], 'StatisticsGen': [example_gen], 'ImportSchemaGen': [],
               'ExampleValidator': ['ImportSchemaGen', 'StatisticsGen'],
               'AnomaliesGate': ['ExampleValidator', example_gen], RESOLVER: [],
               'Evaluator': ['Trainer', example_gen, RESOLVER],
               'ServingCheck': ['Evaluator', 'Trainer', example_gen],
               'Pusher': ['Evaluator', 'ServingCheck', 'Trainer']}
-  if transform:
+  if spec.preprocessing_fn:
     upstream['Transform'] = ['AnomaliesGate', 'ImportSchemaGen', example_gen]
-    upstream['Trainer'] = ['ImportSchemaGen', 'Transform']
+    # Not materialized: the Trainer reads the raw examples with the transform graph.
+    upstream['Trainer'] = ['ImportSchemaGen', 'Transform'] + (
+        [] if spec.materialize_transform else [example_gen])
   else:  # the model reads the raw examples
     upstream['Trainer'] = ['AnomaliesGate', 'ImportSchemaGen', example_gen]
   return {task: sorted(tasks) for task, tasks in upstream.items()}
@@ -214,9 +217,8 @@ def _assert_dag_ran_roots_side_by_side(env, result, name):
   were each queued, their processes started, before the other's end (under the SequentialExecutor,
   or parallelism 1, no two task instances overlap so), and no task met SQLite's lock."""
   assert result.state == 'success', _dag_run_failure(env, result)
-  transform = bool(spec_lib.get(name).preprocessing_fn)
   assert sorted(t.task_id for t in result.tasks) == sorted(
-      _expected_upstream(EXAMPLE_GENS[name], transform))
+      _expected_upstream(EXAMPLE_GENS[name], spec_lib.get(name)))
   assert {t.state for t in result.tasks} == {'success'}
   roots = {EXAMPLE_GENS[name], 'ImportSchemaGen', RESOLVER}
   assert [(a, b) for a, b, _ in result.overlaps(queued=True) if {a, b} <= roots], (
@@ -246,7 +248,7 @@ def test_every_models_dag_parses_under_the_local_executor_with_independent_roots
   for name, graph in graphs.items():
     assert graph['dag_ids'] == [name]
     assert graph['executor'] == 'LocalExecutor' and graph['parallelism'] == PARALLELISM
-    expected = _expected_upstream(EXAMPLE_GENS[name], bool(spec_lib.get(name).preprocessing_fn))
+    expected = _expected_upstream(EXAMPLE_GENS[name], spec_lib.get(name))
     assert graph['upstream'] == expected, name
     assert graph['serialized_upstream'] == expected, name
     # What the LocalExecutor starts together: the tasks that wait for nothing.
