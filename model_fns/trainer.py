@@ -161,7 +161,7 @@ class ModelInputs:
     if self.tft_output is None:
       raise ValueError('transform_in_trainer needs the Transform\'s transform_graph')
     layer = self.tft_output.transform_features_layer()
-    keep = list(keep)
+    keep = frozenset(keep)
     return lambda raw: {k: v for k, v in layer(raw).items() if k in keep}
 
 
@@ -192,11 +192,12 @@ class TrainingData:
                         training=True, cache=c.cache_dataset, shuffle_buffer=c.shuffle_buffer,
                         seed=c.seed, preprocess=self.preprocess, transform=self.transform)
 
-  def one_pass(self) -> tf.data.Dataset:
-    """Every example once, in file order, in batches of `batch_size` (the last may be smaller)."""
+  def one_pass(self, batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """Every example once, in file order, in batches of `batch_size` (default: the config's; the
+    last may be smaller)."""
     return make_dataset(self.file_patterns, self.feature_spec, self.label_key,
-                        self.config.batch_size, training=False, preprocess=self.preprocess,
-                        transform=self.transform)
+                        batch_size or self.config.batch_size, training=False,
+                        preprocess=self.preprocess, transform=self.transform)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,9 +367,7 @@ class KerasTask(abc.ABC):
     """The end-of-training evaluation on the eval split, `data` (logged only; TFMA's decides the
     blessing). Default: `model.evaluate` with the task's metrics, one step per execution, in
     batches of `data.config.eval_batch_size`."""
-    evaluation = dataclasses.replace(
-        data, config=dataclasses.replace(data.config, batch_size=data.config.eval_batch_size)
-    ).one_pass()
+    evaluation = data.one_pass(data.config.eval_batch_size)
     if not eval_steps:  # A pass of unknown length needs one step per execution.
       with model.distribute_strategy.scope():
         self.compile(model, 1, optimizer=model.optimizer)

@@ -126,16 +126,15 @@ def interrupts_raise(force_exit_after_s: Optional[float] = None) -> Iterator[Non
     yield
     return
   done = threading.Event()
-  forced: List[threading.Timer] = []
   received: List[int] = []
 
   def handler(signum, frame):
     del frame
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the clean-up
       signal.signal(sig, signal.SIG_IGN)
+    if force_exit_after_s is not None and not received:  # armed once, by the first signal
+      force_exit_later(signum, force_exit_after_s)
     received.append(signum)
-    if force_exit_after_s is not None and not forced:
-      forced.append(force_exit_later(signum, force_exit_after_s))
     raise RunInterrupted(signum)
 
   def redeliver(signum: int) -> None:
@@ -391,14 +390,8 @@ def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, mo
     closed = metadata.close_unfinished(config.metadata_connection_config, spec.name,
                                        config.pipeline_root,
                                        note=f'interrupted ({e.signal_name})', since_ms=since_ms)
-    interrupted_stage = closed[-1].name if closed else None
-    if interrupted_stage is None and isinstance(e.__cause__, Exception):
-      # The signal came out of the component as another error (see interrupts_raise), which
-      # TFX's launcher recorded as the execution's failure.
-      interrupted_stage = next((s.name for s in reversed(metadata.stages_since(
-          metadata.open_store(config.metadata_connection_config), spec.name, since_ms))
-                                if s.state == 'FAILED'), None)
-    interrupted = {'signal': e.signal_name, 'stage': interrupted_stage,
+    interrupted = {'signal': e.signal_name,
+                   'stage': closed[-1].name if closed else None,
                    'removed': [folder for stage in closed for folder in stage.removed]}
   except Exception as e:  # pylint: disable=broad-except
     error = e
@@ -429,6 +422,11 @@ def _run_and_summarize(spec, config, inputs, pipeline, run_options, progress, mo
     summary['partial_run'] = {'from_stage': list(run_options.from_nodes or []),
                               'to_stage': list(run_options.to_nodes or [])}
   if interrupted is not None:
+    if interrupted['stage'] is None:
+      # The signal came out of the component as another error (see interrupts_raise), which
+      # TFX's launcher recorded as the execution's failure.
+      interrupted['stage'] = next((s['name'] for s in reversed(summary['stages'])
+                                   if s['state'] == 'FAILED'), None)
     summary.update({'error': INTERRUPTED, 'interrupted': interrupted})
   else:
     summary['error'] = None if error is None else error_message(error)
