@@ -33,6 +33,12 @@ blessing guard on it (`label_classes >= 2` on the overall slice: `DEFINED_LABEL_
 every binary evaluation by `pipelines.spec.EvalSpec`) keeps a one-class eval split from being
 blessed whatever its accuracy.
 
+TFMA's histogram combiner itself prepares each example through a general function that costs
+more than the histogram's arithmetic; for the plain binary case (one 0/1 label, one score, no
+weights) the histogram here is added to directly, to the same floats (`_DirectHistogramCombiner`),
+and AUC (`HistogramAUC`) reads the same histogram: every metric here, AUC included, shares one
+histogram combiner.
+
 EvalConfig use: `metric_configs('auc', 'binary_accuracy', 'precision')`, or
 `tfma.MetricConfig(class_name='HistogramBinaryAccuracy', module='model_fns.binary_metrics')`. The
 default names are TFMA's (`auc`, `binary_accuracy`, `precision`, `recall`, `f1_score`,
@@ -137,6 +143,86 @@ _STATISTICS: Dict[str, Callable[[Histogram, float], float]] = {
 }
 
 
+# TFMA's histogram combiner: private in TFMA 0.47.1 (the lock's), so pinned with it; the tests
+# compare the direct path's histograms with this class's own.
+_TfmaHistogramCombiner = (
+    calibration_histogram._CalibrationHistogramCombiner)  # pylint: disable=protected-access
+
+
+class _DirectHistogramCombiner(_TfmaHistogramCombiner):
+  """TFMA's calibration-histogram combiner, with a direct path for one 0/1 label and one score.
+
+  TFMA's `add_input` prepares every example through
+  `metric_util.to_label_prediction_example_weight`, which serves every case TFMA supports (model
+  and output lookups, prediction keys, label vocabularies, sub keys, top k, class weights, example
+  weights, fractional labels) and is most of the Evaluator's metric time, against a few float
+  additions an example of actual work (README, "Per-row speed").
+
+  The direct path takes an example whose label and prediction are each a numeric array of one
+  value (the prediction picked from a dict of outputs by TFMA's own
+  `prepare_labels_and_predictions`, as census's `probabilities` is), the label exactly 0 or 1 and
+  the prediction not NaN, when the computation has no model or output name, sub key, aggregation,
+  class weights or example weights: a plain binary classifier's case. It adds to the example's
+  bucket the same three floats TFMA would (label, prediction, weight 1.0) in the same order, so the
+  histogram is the same bit for bit (tested against TFMA's combiner). Any other example (a
+  fractional or out-of-range label, NaN, several values, an unknown dict) goes through TFMA's own
+  `add_input`, with its own errors.
+
+  Made from TFMA's combiner by `direct_histograms`, with all its settings.
+  """
+
+  def __init__(self, tfma_combiner: _TfmaHistogramCombiner):
+    # The settings as TFMA's calibration_histogram() resolved them, not re-derived here.
+    self.__dict__.update(vars(tfma_combiner))
+    key = self._key
+    self._direct = (not key.model_name and not key.output_name and key.sub_key is None
+                    and self._aggregation_type is None and not self._class_weights
+                    and not self._example_weighted and self._prediction_based_bucketing)
+    # The ModelSpec's prediction_key, found as to_label_prediction_example_weight finds it.
+    specs = self._eval_config.model_specs if self._eval_config else []
+    self._prediction_key = next(
+        (spec.prediction_key for spec in specs if (spec.name if len(specs) > 1 else '') == ''), '')
+
+  def add_input(self, accumulator, element):
+    if self._direct:
+      label, prediction = element.label, element.prediction
+      if isinstance(prediction, dict):  # a classifier's outputs: TFMA picks the score among them
+        _, prediction = metric_util.prepare_labels_and_predictions(None, prediction,
+                                                                   self._prediction_key)
+      if (isinstance(label, np.ndarray) and isinstance(prediction, np.ndarray)
+          and label.size == 1 and prediction.size == 1
+          and label.dtype.kind in 'iuf' and prediction.dtype.kind == 'f'):
+        label_value = float(label.flat[0])
+        prediction_value = float(prediction.flat[0])
+        if (label_value == 0.0 or label_value == 1.0) and prediction_value == prediction_value:
+          index = self._bucket_index(prediction_value)
+          bucket = accumulator.get(index)
+          if bucket is None:
+            accumulator[index] = calibration_histogram.Bucket(index, label_value,
+                                                              prediction_value, 1.0)
+          else:
+            bucket.weighted_labels += label_value
+            bucket.weighted_predictions += prediction_value
+            bucket.weighted_examples += 1.0
+          return accumulator
+    return super().add_input(accumulator, element)
+
+
+def direct_histograms(
+    computations: metric_types.MetricComputations) -> metric_types.MetricComputations:
+  """`computations` with each of TFMA's calibration histograms on `_DirectHistogramCombiner`.
+
+  The keys stay TFMA's, so every metric that derives from the histogram (AUC's confusion matrices,
+  this module's statistics) reads it as before, and TFMA computes it once: computations are the
+  same for TFMA when their keys and combiner class names are.
+  """
+  return [
+      metric_types.MetricComputation(c.keys, c.preprocessors, _DirectHistogramCombiner(c.combiner))
+      if isinstance(c, metric_types.MetricComputation)
+      and type(c.combiner) is _TfmaHistogramCombiner  # pylint: disable=unidiomatic-typecheck
+      else c for c in computations]
+
+
 def _computations(name: str, statistic: str, threshold: float,
                   eval_config=None, model_name: str = '', output_name: str = '',
                   sub_key: Optional[metric_types.SubKey] = None, aggregation_type=None,
@@ -145,10 +231,10 @@ def _computations(name: str, statistic: str, threshold: float,
   """AUC's calibration histogram (deduplicated by TFMA) and `statistic` derived from it."""
   key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name,
                                sub_key=sub_key, example_weighted=example_weighted)
-  computations = calibration_histogram.calibration_histogram(
+  computations = direct_histograms(calibration_histogram.calibration_histogram(
       eval_config=eval_config, model_name=model_name, output_name=output_name, sub_key=sub_key,
       aggregation_type=aggregation_type, class_weights=class_weights,
-      example_weighted=example_weighted)
+      example_weighted=example_weighted))
   histogram_key = computations[-1].keys[-1]
   compute = _STATISTICS[statistic]
 
@@ -235,6 +321,10 @@ class HistogramAUC(confusion_matrix_metrics.AUC):
   Args: those of `tfma.metrics.AUC` (default name `auc`, 10,000 thresholds, ROC, interpolation).
   """
   statistic = 'auc'
+
+  def computations(self, *args, **kwargs) -> metric_types.MetricComputations:
+    """TFMA's AUC computations, its calibration histogram on the direct combiner."""
+    return direct_histograms(super().computations(*args, **kwargs))
 
   def _metric_value(self, curve: str, summation_method: str, key: metric_types.MetricKey,
                     matrices: binary_confusion_matrices.Matrices) -> float:

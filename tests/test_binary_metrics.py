@@ -5,6 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.evaluators import \
+    metrics_plots_and_validations_evaluator as evaluator_lib
+from tensorflow_model_analysis.metrics import metric_specs
 
 from model_fns import binary_metrics
 from pipelines import spec as spec_lib
@@ -219,3 +222,101 @@ def test_label_classes_counts_the_classes_of_positive_weight():
   assert statistic([bucket(1, 0.0, 0.1, 3.0), bucket(9000, 1.0, 0.9, 1.0)], 0.5) == 2.0
   assert statistic([bucket(9000, 2.5, 2.0, 2.5)], 0.5) == 1.0  # weighted positives only
   assert statistic([], 0.5) == 0.0
+
+
+# --- The direct histogram combiner: TFMA's histogram, bit for bit, without its generic path ----
+
+def _tfma_histogram_computation(**kwargs):
+  """TFMA's own calibration-histogram computation (AUC's default histogram)."""
+  (computation,) = binary_metrics.calibration_histogram.calibration_histogram(**kwargs)
+  return computation
+
+
+def _histogram(combiner, elements):
+  """{bucket id: (weighted labels, weighted predictions, weighted examples)} of `combiner` over
+  `elements`, added in two accumulators and merged, as Beam does across bundles."""
+  halves = [combiner.create_accumulator(), combiner.create_accumulator()]
+  for i, element in enumerate(elements):
+    halves[i % 2] = combiner.add_input(halves[i % 2], element)
+  merged = combiner.merge_accumulators(halves)
+  return {b.bucket_id: (b.weighted_labels, b.weighted_predictions, b.weighted_examples)
+          for b in combiner.extract_output(merged)[combiner._key]}
+
+
+def _inputs(label, prediction):
+  return tfma.metrics.StandardMetricInputs(labels=label, predictions=prediction,
+                                           example_weights=None)
+
+
+def _binary_elements(rows: int = 5000, seed: int = 2):
+  """One-value labels and scores as TFMA's unbatching gives them: int and float labels, scores
+  as arrays and as a classifier's dict of outputs, with the histogram's edges (0, 1, bucket
+  boundaries) among them."""
+  rng = np.random.default_rng(seed)
+  scores = rng.uniform(0, 1, rows).astype(np.float32)
+  scores[:6] = [0.0, 1.0, 0.5, 0.0001, 0.9999, np.float32(1) - np.float32(1e-7)]
+  labels = (rng.uniform(0, 1, rows) < scores).astype(np.int64)
+  elements = []
+  for i, (label, score) in enumerate(zip(labels, scores)):
+    label_array = np.array([label]) if i % 3 else np.array([float(label)], np.float32)
+    score_array = np.array([score], np.float32)
+    if i % 2:
+      score_array = {'probabilities': score_array, 'class_ids': np.array([int(score >= 0.5)])}
+    elements.append(_inputs(label_array, score_array))
+  return elements
+
+
+def test_direct_histogram_equals_tfmas_bit_for_bit_without_its_generic_path(monkeypatch):
+  tfma_combiner = _tfma_histogram_computation().combiner
+  elements = _binary_elements()
+  expected = _histogram(tfma_combiner, elements)
+
+  generic = binary_metrics.metric_util.to_label_prediction_example_weight
+  calls = []
+  monkeypatch.setattr(binary_metrics.metric_util, 'to_label_prediction_example_weight',
+                      lambda *a, **k: calls.append(1) or generic(*a, **k))
+  direct = binary_metrics._DirectHistogramCombiner(tfma_combiner)
+  assert _histogram(direct, elements) == expected  # exact floats, every bucket
+  assert sum(count for _, _, count in expected.values()) == len(elements)
+  assert not calls  # every element took the direct path
+
+
+@pytest.mark.parametrize('label,prediction', [
+    (np.array([0.25]), np.array([0.6], np.float32)),  # a fractional label: TFMA splits it
+    (np.array([1, 0]), np.array([0.3, 0.8], np.float32)),  # two classes' labels and scores
+    (np.array([[1]]), np.array([[0.7]], np.float32)),  # an extra dimension, one value
+], ids=['fractional', 'two-values', 'nested'])
+def test_other_inputs_go_through_tfmas_own_path_with_the_same_result(label, prediction):
+  tfma_combiner = _tfma_histogram_computation().combiner
+  elements = _binary_elements(rows=50) + [_inputs(label, prediction)]
+  assert (_histogram(binary_metrics._DirectHistogramCombiner(tfma_combiner), elements)
+          == _histogram(tfma_combiner, elements))
+
+
+@pytest.mark.parametrize('label,prediction,error', [
+    (np.array([2]), np.array([0.6], np.float32), 'label must be within'),
+    (np.array([1]), np.array([np.nan], np.float32), 'NaN'),
+    (np.array([1]), {'logit_scores': np.array([0.6], np.float32)}, 'prediction is a dict'),
+], ids=['label-2', 'nan-score', 'unknown-output'])
+def test_bad_inputs_get_tfmas_own_error(label, prediction, error):
+  direct = binary_metrics._DirectHistogramCombiner(_tfma_histogram_computation().combiner)
+  with pytest.raises(ValueError, match=error):
+    direct.add_input(direct.create_accumulator(), _inputs(label, prediction))
+
+
+def test_weighted_or_keyed_histograms_keep_tfmas_generic_path():
+  for kwargs in ({'example_weighted': True}, {'model_name': 'candidate'},
+                 {'sub_key': tfma.metrics.SubKey(class_id=1)}, {'class_weights': {0: 1.0}}):
+    direct = binary_metrics._DirectHistogramCombiner(
+        _tfma_histogram_computation(**kwargs).combiner)
+    assert not direct._direct, kwargs
+
+
+def test_census_metrics_share_one_direct_histogram():
+  # TFMA de-duplicates computations by keys and combiner class name, as its evaluator does here.
+  config = spec_lib.get('census').evaluation.eval_config()
+  computations = metric_specs.to_computations(config.metrics_specs, eval_config=config)
+  combined = evaluator_lib._filter_and_separate_computations(computations)[0]
+  combiners = [type(c.combiner).__name__ for c in combined]
+  assert [name for name in combiners if 'Histogram' in name] == ['_DirectHistogramCombiner'], \
+      combiners
